@@ -1,0 +1,3 @@
+# Mask R-CNN + Swin-T, COCO 1x: MMDet's config (plain twin).
+_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+custom_imports = dict(imports=['grc_mmdet'], allow_failed_imports=False)

@@ -1,0 +1,88 @@
+"""Analysis tools: each runs on the small config and a checkpoint the test writes."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from grc_mmdet.analysis import build_detector, count_complexity
+
+from conftest import PLAIN_SMALL_CONFIG, ROOT, SMALL_CONFIG, run_tool
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory, shapes_root):
+    """A cached nano detector with written caches and moved lambdas."""
+    model = build_detector(SMALL_CONFIG)
+    model.backbone.train()
+    with torch.no_grad():
+        model.backbone(torch.randn(2, 3, 96, 128))
+        for i, p in enumerate(p for n, p in model.named_parameters() if n.endswith('cache_lambda')):
+            p.fill_(0.3 * i - 1)
+    path = tmp_path_factory.mktemp('ckpt') / 'model.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+def test_sdpa_flops_are_counted():
+    class Attn(torch.nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    q, k, v = torch.randn(2, 3, 10, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 5)
+    # q k^T: 2*3*10*7*8 multiply-adds, weights @ v: 2*3*10*7*5
+    assert count_complexity(Attn(), (q, k, v))['flops'] == 2 * 3 * 10 * 7 * (8 + 5)
+
+
+def test_attention_ratio(checkpoint, shapes_root, tmp_path):
+    out = run_tool(['tools/analysis_tools/attention_ratio.py', SMALL_CONFIG, '--checkpoint',
+                    checkpoint, '--out-dir', str(tmp_path)], shapes_root)
+    data = json.load(open(tmp_path / 'attention_ratio.json'))
+    assert len(data) == 4  # one cached layer per stage in the nano PVT
+    assert abs(data[0]['ratios'][0] - torch.sigmoid(torch.tensor(-1.0)).item()) < 1e-6
+    assert osp.getsize(tmp_path / 'attention_ratio.png') > 1000
+    assert 'Attention ratio per cached layer' in out
+
+
+def test_feature_maps(checkpoint, shapes_root, tmp_path):
+    run_tool(['tools/analysis_tools/feature_maps.py', SMALL_CONFIG, '--checkpoint', checkpoint,
+              '--img', osp.join(shapes_root, 'val'), '--out-dir', str(tmp_path)], shapes_root)
+    data = json.load(open(tmp_path / 'feature_maps.json'))
+    assert [tuple(s['hw']) for s in data['layers']] == [(24, 32), (12, 16), (6, 8), (3, 4)]
+    assert osp.getsize(tmp_path / 'feature_maps.png') > 1000
+
+
+def test_cache_inspect(checkpoint, shapes_root, tmp_path):
+    run_tool(['tools/analysis_tools/cache_inspect.py', SMALL_CONFIG, '--checkpoint', checkpoint,
+              '--img', osp.join(shapes_root, 'val'), '--steps', '3', '--out-dir', str(tmp_path)],
+             shapes_root)
+    data = json.load(open(tmp_path / 'cache_inspect.json'))
+    assert len(data) == 4 and all(len(d['write_deltas']) == 3 for d in data)
+    assert all(d['norm'] > 0 for d in data)  # the checkpoint's caches were written
+    assert osp.getsize(tmp_path / 'cache_inspect.png') > 1000
+
+
+def test_get_flops(shapes_root, tmp_path):
+    out = run_tool(['tools/analysis_tools/get_flops.py', SMALL_CONFIG, '--shape', '96', '128',
+                    '--out-dir', str(tmp_path)], shapes_root)
+    res = json.load(open(tmp_path / 'complexity.json'))
+    for part in ('backbone', 'detector'):
+        c, p = res['cached'][part], res['plain'][part]
+        assert c['params'] > p['params'] and c['flops'] > p['flops']
+    # the detector adds exactly the backbone's extra parameters
+    assert res['cached']['detector']['params'] - res['plain']['detector']['params'] == \
+        res['cached']['backbone']['params'] - res['plain']['backbone']['params']
+    assert 'Complexity at 96x128' in out
+
+
+def test_benchmark(shapes_root, tmp_path):
+    out = run_tool(['tools/analysis_tools/benchmark.py', SMALL_CONFIG, '--device', 'cpu',
+                    '--shape', '96', '128', '--batch', '1', '--warmup', '1', '--reps', '2',
+                    '--out-dir', str(tmp_path)], shapes_root)
+    res = json.load(open(tmp_path / 'benchmark.json'))
+    assert set(res['parts']) == {'backbone', 'backbone-train', 'detector-infer', 'detector-train'}
+    for part in res['parts'].values():
+        assert part['plain']['median_ms'] > 0 and part['cached']['median_ms'] > 0
+        assert part['time_ratio'] > 0
+    assert 'ratio' in out
