@@ -5,7 +5,7 @@ import os.path as osp
 import mmdet
 import torch
 
-from conftest import FAST, ROOT, SMALL_CONFIG, run_tool
+from conftest import FAST, SMALL_CONFIG, TEST_FAST, run_tool
 
 STOCK_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
 
@@ -48,7 +48,7 @@ def test_train_resume_and_test(shapes_root, tmp_path):
 
     out3 = run_tool(['tools/test.py', SMALL_CONFIG, osp.join(work2, 'iter_4.pth'),
                      '--work-dir', str(tmp_path / 'test'), '--out', str(tmp_path / 'r.pkl'),
-                     '--cfg-options'] + FAST[-4:], shapes_root)
+                     '--cfg-options'] + TEST_FAST, shapes_root)
     assert 'coco/segm_mAP' in out3 and osp.isfile(tmp_path / 'r.pkl')
 
 
@@ -69,6 +69,6 @@ def test_stock_mmdet_tools_train_and_test(shapes_root, tmp_path):
     ckpts = sorted(glob.glob(osp.join(work, 'iter_*.pth')))
     assert ckpts
     out = run_tool([osp.join(STOCK_TOOLS, 'test.py'), SMALL_CONFIG, osp.join(work, 'iter_4.pth'),
-                    '--work-dir', str(tmp_path / 'stock_test'), '--cfg-options'] + FAST[-4:],
+                    '--work-dir', str(tmp_path / 'stock_test'), '--cfg-options'] + TEST_FAST,
                    shapes_root)
     assert 'coco/bbox_mAP' in out
