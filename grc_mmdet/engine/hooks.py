@@ -1,4 +1,6 @@
 """Hooks for MMEngine runners."""
+import re
+
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
@@ -86,12 +88,14 @@ class GRCMonitorHook(Hook):
             return
         stages = {}
         for name, m in layers:
-            key = name.split('.')[1] if '.' in name else name
+            m_stage = re.search(r'(?:layers|stages)\.(\d+)\.', name)
+            key = m_stage.group(1) if m_stage else 'x'
             stages.setdefault(key, []).append(m.attention_ratio().mean())
         for key, vals in stages.items():
-            runner.message_hub.update_scalar(f'grc/ratio_s{key}', float(torch.stack(vals).mean()))
+            runner.message_hub.update_scalar(f'train/grc_ratio_s{key}',
+                                             float(torch.stack(vals).mean()))
         runner.message_hub.update_scalar(
-            'grc/skipped_writes', int(sum(int(m.cache_skipped_writes) for _, m in layers)))
+            'train/grc_skipped_writes', int(sum(int(m.cache_skipped_writes) for _, m in layers)))
         self._check(runner)
 
     def after_train(self, runner):

@@ -19,6 +19,7 @@ grep -E "Iter\(train\)" "$OUT_DIR/train.log" | sed -E 's/.*\[ *([0-9]+)\/300\].*
 grep -E "coco/bbox_mAP|segm_mAP" "$OUT_DIR/train.log" | tail -2 | cut -c1-300
 python3 - <<'PY'
 import glob, torch
+import grc_mmdet  # noqa: F401  (safe loading of MMEngine checkpoints)
 files = sorted(glob.glob('/tmp/wd/caches/caches_rank*.pth'))
 caches = [torch.load(f, weights_only=True) for f in files]
 ck = torch.load('/tmp/wd/iter_300.pth', weights_only=True, map_location='cpu')['state_dict']
