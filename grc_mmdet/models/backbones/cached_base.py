@@ -10,9 +10,10 @@ from mmengine.logging import MMLogger
 
 from ..grc import GatedRecurrentCache, StepClock, grc_layers, report_skipped_writes
 
-#: Keyword arguments every cached backbone accepts on top of its parent's.
-CACHE_ARGS = ('cache_ratio', 'cache_lambda_init', 'cache_grids', 'cache_stages',
-              'cache_blocks', 'cache_kv_grids')
+#: Keyword arguments every cached backbone accepts on top of its parent's, with defaults.
+CACHE_DEFAULTS = dict(cache_ratio=0.5, cache_lambda_init=0.0, cache_grids=None,
+                      cache_stages=None, cache_blocks=None, cache_kv_grids='auto')
+CACHE_ARGS = tuple(CACHE_DEFAULTS)
 
 #: Buffers that plain checkpoints carry but models rebuild (ignored on load).
 _REBUILT_BUFFERS = ('attn_mask', 'relative_position_index')
@@ -35,16 +36,20 @@ def _per_stage(value, default: list, num_stages: int, name: str) -> list:
 class CachedBackboneMixin:
     """Adds GRC layers to a plain MMDet backbone's attention modules.
 
-    A subclass calls :meth:`_check_cache_kwargs` before its parent's
-    ``__init__``, :meth:`_attach_caches` after it, and
+    A subclass calls :meth:`_pop_cache_args` on its keyword arguments before
+    its parent's ``__init__``, :meth:`_attach_caches` after it, and
     :meth:`_before_forward` at the start of ``forward``.
     """
 
-    def _check_cache_kwargs(self, kwargs: dict) -> None:
+    def _pop_cache_args(self, kwargs: dict) -> dict:
+        """Take the cache arguments out of ``kwargs`` (defaults filled in);
+        a misspelt one (``cache_*``/``grc_*``) is an error, not ignored."""
+        args = {k: kwargs.pop(k, v) for k, v in CACHE_DEFAULTS.items()}
         unknown = sorted(k for k in kwargs if k.startswith('cache') or k.startswith('grc'))
         if unknown:
             raise ValueError(f'{type(self).__name__}: unknown cache argument(s) {unknown}; '
                              f'known cache arguments are {list(CACHE_ARGS)}')
+        return args
 
     def _attach_caches(self,
                        attns_per_stage: List[List[nn.Module]],

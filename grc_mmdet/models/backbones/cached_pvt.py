@@ -94,15 +94,8 @@ class CachedPyramidVisionTransformer(CachedBackboneMixin, PyramidVisionTransform
             PVT, like its own spatial reduction). None: no reduction.
     """
 
-    def __init__(self,
-                 cache_ratio: float = 0.5,
-                 cache_lambda_init: float = 0.0,
-                 cache_grids=None,
-                 cache_stages=None,
-                 cache_blocks=None,
-                 cache_kv_grids='auto',
-                 **kwargs):
-        self._check_cache_kwargs(kwargs)
+    def __init__(self, **kwargs):
+        cache_args = self._pop_cache_args(kwargs)
         super().__init__(**kwargs)
         grids, kv_grids = _pvt_grids(kwargs.get('pretrain_img_size', 224),
                                      self.strides, self.sr_ratios)
@@ -115,10 +108,7 @@ class CachedPyramidVisionTransformer(CachedBackboneMixin, PyramidVisionTransform
         dims = [self.embed_dims * h for h in self.num_heads]
         self._attach_caches(attns, dims, self.num_heads, grids, kv_grids,
                             CachedSpatialReductionAttention.upgrade,
-                            in_channels=kwargs.get('in_channels', 3),
-                            cache_ratio=cache_ratio, cache_lambda_init=cache_lambda_init,
-                            cache_grids=cache_grids, cache_stages=cache_stages,
-                            cache_blocks=cache_blocks, cache_kv_grids=cache_kv_grids)
+                            in_channels=kwargs.get('in_channels', 3), **cache_args)
 
     def forward(self, x):
         self._before_forward(x)

@@ -105,15 +105,8 @@ class CachedSwinTransformer(CachedBackboneMixin, SwinTransformer):
             None: no reduction. The cached branch is global in every case.
     """
 
-    def __init__(self,
-                 cache_ratio: float = 0.5,
-                 cache_lambda_init: float = 0.0,
-                 cache_grids=None,
-                 cache_stages=None,
-                 cache_blocks=None,
-                 cache_kv_grids='auto',
-                 **kwargs):
-        self._check_cache_kwargs(kwargs)
+    def __init__(self, **kwargs):
+        cache_args = self._pop_cache_args(kwargs)
         super().__init__(**kwargs)
         size = kwargs.get('pretrain_img_size', 224)
         h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -127,10 +120,7 @@ class CachedSwinTransformer(CachedBackboneMixin, SwinTransformer):
         heads = kwargs.get('num_heads', (3, 6, 12, 24))
         self._attach_caches(attns, self.num_features, heads, grids, kv_grids,
                             CachedShiftWindowMSA.upgrade,
-                            in_channels=kwargs.get('in_channels', 3),
-                            cache_ratio=cache_ratio, cache_lambda_init=cache_lambda_init,
-                            cache_grids=cache_grids, cache_stages=cache_stages,
-                            cache_blocks=cache_blocks, cache_kv_grids=cache_kv_grids)
+                            in_channels=kwargs.get('in_channels', 3), **cache_args)
 
     def train(self, mode: bool = True):
         """As the parent (frozen stages stay frozen), but returns self like nn.Module."""
