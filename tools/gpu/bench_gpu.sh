@@ -12,7 +12,7 @@ bench() { # name config dtype parts...
   python3 tools/analysis_tools/benchmark.py "$cfg" --device cuda --dtype "$dtype" \
     --shape 800 1333 --batch 2 --warmup 3 --reps "$REPS" --parts "$@" --out-dir "/tmp/b_$name" \
     2>&1 | grep -v "^\s*$" | tail -8
-  cp "/tmp/b_$name/benchmark.json" "$OUT_DIR/$name.json"
+  cat "/tmp/b_$name/benchmark.json" | python3 -c 'import json,sys;print(json.dumps(json.load(sys.stdin)))' >> "$OUT_DIR/bench_$SET.jsonl"
 }
 C=configs/cached_pvt
 if [ "$SET" = pvts ] || [ "$SET" = all ]; then
@@ -22,7 +22,7 @@ if [ "$SET" = pvts ] || [ "$SET" = all ]; then
   done
 fi
 if [ "$SET" = backbones ] || [ "$SET" = all ]; then
-  for s in t m; do for dt in fp16 fp32; do
+  for s in t s m; do for dt in fp16 fp32; do
     bench "pvt-$s-$dt" $C/mask-rcnn_cached-pvt-${s}_fpn_1x_coco.py $dt backbone-train
   done; done
 fi
