@@ -7,7 +7,6 @@ import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SMALL_CONFIG = osp.join(ROOT, 'configs/synthetic/mask-rcnn_cached-pvt-nano_fpn_shapes.py')
-PLAIN_SMALL_CONFIG = osp.join(ROOT, 'configs/synthetic/mask-rcnn_pvt-nano_fpn_shapes.py')
 
 
 @pytest.fixture(scope='session')

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from grc_mmdet.analysis import build_detector, count_complexity
 
-from conftest import PLAIN_SMALL_CONFIG, ROOT, SMALL_CONFIG, run_tool
+from conftest import SMALL_CONFIG, run_tool
 
 
 @pytest.fixture(scope='module')
@@ -67,9 +67,11 @@ def test_get_flops(shapes_root, tmp_path):
     out = run_tool(['tools/analysis_tools/get_flops.py', SMALL_CONFIG, '--shape', '96', '128',
                     '--out-dir', str(tmp_path)], shapes_root)
     res = json.load(open(tmp_path / 'complexity.json'))
-    for part in ('backbone', 'detector'):
-        c, p = res['cached'][part], res['plain'][part]
-        assert c['params'] > p['params'] and c['flops'] > p['flops']
+    c, p = res['cached']['backbone'], res['plain']['backbone']
+    assert c['params'] > p['params'] and c['flops'] > p['flops']
+    # (detector FLOPs depend on how many proposals survive NMS, so on the
+    # random weights: no ordering is asserted for them)
+    assert res['cached']['detector']['flops'] > 0 and res['plain']['detector']['flops'] > 0
     # the detector adds exactly the backbone's extra parameters
     assert res['cached']['detector']['params'] - res['plain']['detector']['params'] == \
         res['cached']['backbone']['params'] - res['plain']['backbone']['params']

@@ -1,5 +1,4 @@
 """Every config loads and builds; paper recipe; cached configs differ from twins only in the backbone."""
-import copy
 import glob
 import os.path as osp
 

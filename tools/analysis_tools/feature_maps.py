@@ -55,9 +55,12 @@ def main():
     for row, (name, m) in zip(axes, layers):
         o_self, o_mem = to_map(m.last_o_self, m.last_hw), to_map(m.last_o_mem, m.last_hw)
         for ax, data, title in zip(row, (img, o_self, o_mem), ('image', 'o_self', 'o_mem')):
-            ax.imshow(data, cmap=None if data is img else 'viridis', vmin=0, vmax=1 if data is not img else None)
-            ax.set_title(f'{name.replace(".attn.grc", "")}: {title}' if title != 'image' else title,
-                         fontsize=7)
+            if title == 'image':
+                ax.imshow(data)
+            else:
+                ax.imshow(data, cmap='viridis', vmin=0, vmax=1)
+                title = f'{name.replace(".attn.grc", "")}: {title}'
+            ax.set_title(title, fontsize=7)
             ax.axis('off')
         corr = torch.corrcoef(torch.stack([o_self.flatten(), o_mem.flatten()]))[0, 1]
         stats.append(dict(layer=name, hw=list(m.last_hw), corr_self_mem=float(corr)))

@@ -5,7 +5,9 @@
 
 Counts the attention matmuls inside scaled_dot_product_attention (see
 grc_mmdet/analysis/complexity.py); one multiply-add = one FLOP. Prints the
-overhead beside the paper's (ImageNet models at 224, grc-spec.md).
+overhead beside the paper's (ImageNet models at 224, grc-spec.md). Detector
+FLOPs of two-stage models depend on how many proposals the (randomly
+initialised) RPN keeps; at 800x1333 it keeps its maximum (1000).
 """
 import argparse
 import json
@@ -41,6 +43,7 @@ def detector_inputs(model, shape):
 
 
 def measure(cfg, shape, backbone_only):
+    torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
     out = {'backbone': count_complexity(model.backbone, torch.randn(1, 3, *shape))}
     if not backbone_only:

@@ -1,5 +1,5 @@
 """Cached PVT (v1): MMDet's PyramidVisionTransformer with GRC-Attention."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
