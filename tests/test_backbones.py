@@ -203,3 +203,29 @@ def test_parameter_budget_pvt_tiny():
           f'{n_cached / 1e6:.3f}M, +{(n_cached - n_plain) / 1e6:.3f}M '
           f'({100 * (n_cached / n_plain - 1):.1f}%)')
     assert 0 < n_cached - n_plain <= 2.0e6
+
+
+def test_swin_checkpoint_without_usable_keys_is_a_clear_error(tmp_path):
+    plain = MODELS.build(SMALL['Swin'])
+    torch.save({'state_dict': plain.state_dict()}, tmp_path / 'noprefix.pth')  # no 'backbone.'
+    cached = MODELS.build(cached_cfg('Swin', convert_weights=False, init_cfg=dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'noprefix.pth'))))
+    with pytest.raises(ValueError, match='no key this backbone can load'):
+        cached.init_weights()
+
+
+def test_monitor_hook_logs_ratios_and_skipped_writes():
+    from mmengine.logging import MessageHub
+
+    from grc_mmdet.engine import GRCMonitorHook
+
+    class Runner:  # what the hook reads of an MMEngine runner
+        iter = 0
+        model = MODELS.build(cached_cfg('PVT', cache_lambda_init=1.0))
+        message_hub = MessageHub.get_instance('grc_monitor_test')
+
+    runner = Runner()
+    GRCMonitorHook(interval=1).after_train_iter(runner, 0)
+    scalars = runner.message_hub.log_scalars
+    assert abs(scalars['train/grc_ratio_s2'].current() - torch.sigmoid(torch.tensor(1.0))) < 1e-6
+    assert scalars['train/grc_skipped_writes'].current() == 0

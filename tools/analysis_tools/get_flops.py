@@ -7,7 +7,7 @@ Counts the attention matmuls inside scaled_dot_product_attention (see
 grc_mmdet/analysis/complexity.py); one multiply-add = one FLOP. Prints the
 overhead beside the paper's (ImageNet models at 224, grc-spec.md). Detector
 FLOPs of two-stage models depend on how many proposals the (randomly
-initialised) RPN keeps; at 800x1333 it keeps its maximum (1000).
+initialised) RPN keeps, so they vary a little between runs.
 """
 import argparse
 import json

@@ -122,6 +122,20 @@ class CachedSwinTransformer(CachedBackboneMixin, SwinTransformer):
                             CachedShiftWindowMSA.upgrade,
                             in_channels=kwargs.get('in_channels', 3), **cache_args)
 
+    def init_weights(self):
+        """As the parent; a checkpoint with no usable key is a clear error
+        (MMDet's Swin loader keeps only ``backbone.``-prefixed keys, as its
+        converter writes them, and fails with IndexError on none)."""
+        try:
+            super().init_weights()
+        except IndexError as e:
+            raise ValueError(
+                f'{type(self).__name__}: the pretrained checkpoint '
+                f'{self.init_cfg.get("checkpoint")!r} has no key this backbone can load: '
+                f'with convert_weights=False its keys must start with "backbone." '
+                f'(an MMDet checkpoint); an official Swin checkpoint needs '
+                f'convert_weights=True') from e
+
     def train(self, mode: bool = True):
         """As the parent (frozen stages stay frozen), but returns self like nn.Module."""
         super().train(mode)
