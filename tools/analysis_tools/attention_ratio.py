@@ -42,10 +42,12 @@ def main():
     logger.info('Attention ratio per cached layer\n' + '\n'.join(rows))
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(layers)), 3.5))
     for i, (_, ratios) in enumerate(layers):
-        ax.scatter([i] * len(ratios), ratios, s=12, color='tab:blue', alpha=0.6)
+        ax.scatter([i] * len(ratios), ratios, s=12, color='tab:blue', alpha=0.6,
+                   label='heads' if i == 0 else None, zorder=3)
     ax.plot(range(len(layers)), [sum(r) / len(r) for _, r in layers], color='tab:red',
             marker='o', label='mean over heads')
     ax.axhline(0.5, color='gray', lw=0.8, ls='--', label='init (0.5)')
+    ax.set_xticks(range(len(layers)))
     ax.set_xlabel('cached layer index')
     ax.set_ylabel('sigmoid($\\lambda^h$)')
     ax.set_ylim(0, 1)
