@@ -32,14 +32,16 @@ def run_tool(args, shapes_root, timeout=600, env_extra=None):
 
 
 # Short runs of the small configs: few iterations, tiny images, no workers.
+# TEST_FAST is what tools/test.py needs; FAST (for tools/train.py) includes it.
+TEST_FAST = [
+    # keep every detection so that COCO metrics exist after 4 iterations
+    'model.test_cfg.rcnn.score_thr=0.0',
+    'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
 FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
         'default_hooks.checkpoint.interval=2', 'default_hooks.checkpoint.max_keep_ckpts=3',
         'default_hooks.logger.interval=1',
         'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
         'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-        'param_scheduler.0.end=2', 'param_scheduler.1.begin=2', 'param_scheduler.1.end=4',
-        # keep every detection so that COCO metrics exist after 4 iterations
-        'model.test_cfg.rcnn.score_thr=0.0',
-        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
-TEST_FAST = FAST[-3:]  # what tools/test.py needs of FAST
+        'param_scheduler.0.end=2', 'param_scheduler.1.begin=2', 'param_scheduler.1.end=4'
+        ] + TEST_FAST
