@@ -94,8 +94,8 @@ class GRCMonitorHook(Hook):
         for key, vals in stages.items():
             runner.message_hub.update_scalar(f'train/grc_ratio_s{key}',
                                              float(torch.stack(vals).mean()))
-        runner.message_hub.update_scalar(
-            'train/grc_skipped_writes', int(sum(int(m.cache_skipped_writes) for _, m in layers)))
+        skipped = torch.stack([m.cache_skipped_writes for _, m in layers]).sum()
+        runner.message_hub.update_scalar('train/grc_skipped_writes', int(skipped))
         self._check(runner)
 
     def after_train(self, runner):
