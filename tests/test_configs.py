@@ -1,4 +1,5 @@
-"""Every config loads and builds; paper recipe; cached configs differ from twins only in the backbone."""
+"""Every config loads and builds; the paper recipe; cached configs differ from their
+twins only in the backbone."""
 import glob
 import os.path as osp
 
@@ -10,11 +11,11 @@ from mmengine.config import Config
 import grc_mmdet  # noqa: F401
 from grc_mmdet.analysis import twin_config_path
 from grc_mmdet.models.backbones.cached_base import CACHE_ARGS
-
-from conftest import ROOT
+from tests.helpers import ROOT, SMALL_CONFIG
 
 register_all_modules()
-ALL = sorted(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
+ALL = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+             if '_base_' not in p)
 CACHED = [p for p in ALL if 'cached-' in osp.basename(p)]
 PAPER = [osp.join(ROOT, 'configs', d, f'{det}_{c}pvt-{s}_fpn_1x_coco.py')
          for d, c in (('cached_pvt', 'cached-'), ('pvt', '')) for det in ('mask-rcnn', 'retinanet')
@@ -41,7 +42,8 @@ def test_config_builds(path):
 
 @pytest.mark.parametrize('path', CACHED, ids=rel)
 def test_cached_config_differs_from_twin_only_in_backbone(path):
-    cached, plain = Config.fromfile(path).to_dict(), Config.fromfile(twin_config_path(path)).to_dict()
+    cached = Config.fromfile(path).to_dict()
+    plain = Config.fromfile(twin_config_path(path)).to_dict()
     cb, pb = cached['model'].pop('backbone'), plain['model'].pop('backbone')
     assert cb.pop('type') == 'Cached' + pb.pop('type')
     for k in CACHE_ARGS:
@@ -73,3 +75,30 @@ def test_paper_recipe(path):
     assert 'whai362/PVT' in cfg.model.backbone.init_cfg.checkpoint
     if 'mask-rcnn' in path:
         assert sorted(cfg.val_evaluator.metric) == ['bbox', 'segm']
+
+
+def test_cache_args_are_the_documented_ones():
+    assert CACHE_ARGS == ('cache_ratio', 'cache_lambda_init', 'cache_grids', 'cache_stages',
+                          'cache_blocks', 'cache_kv_grids')
+
+
+def test_lambda_rule_keeps_a_backbone_lr_mult_only_when_repeated():
+    """The README's custom_keys note: the longest matching key wins."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(SMALL_CONFIG)
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+
+    def lambda_lrs(custom_keys):
+        wrapper = build_optim_wrapper(model, dict(
+            optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05),
+            paramwise_cfg=dict(custom_keys=custom_keys)))
+        lams = {id(p) for n, p in model.named_parameters() if n.endswith('cache_lambda')}
+        groups = [g for g in wrapper.optimizer.param_groups if id(g['params'][0]) in lams]
+        assert len(groups) == len(lams) > 0
+        return {(g['lr'], g['weight_decay']) for g in groups}
+
+    assert lambda_lrs({'backbone': dict(lr_mult=0.1),
+                       'cache_lambda': dict(decay_mult=0.)}) == {(1.0, 0.0)}
+    assert lambda_lrs({'backbone': dict(lr_mult=0.1),
+                       'cache_lambda': dict(lr_mult=0.1, decay_mult=0.)}) == {(0.1, 0.0)}

@@ -1,6 +1,2 @@
-_base_ = './mask-rcnn_pvtv2-b0_fpn_1x_coco.py'
-model = dict(
-    backbone=dict(
-        embed_dims=64,
-        init_cfg=dict(checkpoint='https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b1.pth')),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+_base_ = './mask-rcnn_pvt-t_fpn_1x_coco.py'
+model = dict(backbone={{_base_.pvtv2_b1}})

@@ -1,5 +1,3 @@
-_base_ = './retinanet_pvt-t_fpn_1x_coco.py'
-model = dict(
-    backbone=dict(
-        num_layers=[3, 4, 6, 3],
-        init_cfg=dict(checkpoint='https://github.com/whai362/PVT/releases/download/v2/pvt_small.pth')))
+# RetinaNet + PVT-S, COCO 1x: MMDetection's config (plain twin).
+_base_ = 'mmdet::pvt/retinanet_pvt-s_fpn_1x_coco.py'
+custom_imports = dict(imports=['grc_mmdet'], allow_failed_imports=False)

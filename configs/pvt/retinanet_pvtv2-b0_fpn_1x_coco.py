@@ -1,9 +1,3 @@
-_base_ = './retinanet_pvt-t_fpn_1x_coco.py'
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='PyramidVisionTransformerV2',
-        embed_dims=32,
-        num_layers=[2, 2, 2, 2],
-        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth')),
-    neck=dict(in_channels=[32, 64, 160, 256]))
+# RetinaNet + PVTv2-B0, COCO 1x: MMDetection's config (plain twin).
+_base_ = 'mmdet::pvt/retinanet_pvtv2-b0_fpn_1x_coco.py'
+custom_imports = dict(imports=['grc_mmdet'], allow_failed_imports=False)

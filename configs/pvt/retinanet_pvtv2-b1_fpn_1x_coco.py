@@ -1,6 +1,3 @@
-_base_ = './retinanet_pvtv2-b0_fpn_1x_coco.py'
-model = dict(
-    backbone=dict(
-        embed_dims=64,
-        init_cfg=dict(checkpoint='https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b1.pth')),
-    neck=dict(in_channels=[64, 128, 320, 512]))
+# RetinaNet + PVTv2-B1, COCO 1x: MMDetection's config (plain twin).
+_base_ = 'mmdet::pvt/retinanet_pvtv2-b1_fpn_1x_coco.py'
+custom_imports = dict(imports=['grc_mmdet'], allow_failed_imports=False)

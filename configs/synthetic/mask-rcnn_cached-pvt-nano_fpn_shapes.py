@@ -7,7 +7,8 @@ model = dict(
         cache_ratio=0.5,
         cache_lambda_init=0.0,
         cache_grids=None,  # None: token grid at 224 (56, 28, 14, 7)
-        cache_stages=None,  # None: every stage, every block
+        cache_stages=None,  # None: every stage
+        cache_blocks=None,  # None: every block of those stages
         cache_kv_grids='auto',  # cache keys pooled by the stage's sr_ratio
     ))
 # lambda is a gate logit: no weight decay on it.

@@ -54,34 +54,20 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
+shapes = dict(type='CocoDataset', data_root=data_root, metainfo=metainfo)
+loader = dict(batch_size=4, num_workers=1, persistent_workers=True)
 train_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
-    persistent_workers=True,
+    **loader,
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
-    dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+    dataset=dict(**shapes, ann_file='annotations/train.json', data_prefix=dict(img='train/'),
+                 filter_cfg=dict(filter_empty_gt=True, min_size=4), pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
-    persistent_workers=True,
+    **loader,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/val.json',
-        data_prefix=dict(img='val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
+    dataset=dict(**shapes, ann_file='annotations/val.json', data_prefix=dict(img='val/'),
+                 test_mode=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(
     type='CocoMetric',

@@ -37,7 +37,8 @@ def find_images(path: Optional[str], limit: int) -> List[str]:
         path = 'data/shapes/val'
     if osp.isfile(path):
         return [path]
-    files = sorted(f for ext in ('png', 'jpg', 'jpeg') for f in glob.glob(osp.join(path, f'*.{ext}')))
+    files = sorted(f for ext in ('png', 'jpg', 'jpeg')
+                   for f in glob.glob(osp.join(path, f'*.{ext}')))
     if not files:
         raise FileNotFoundError(f'no images at {path} (make the dataset with '
                                 f'tools/misc/make_shapes_dataset.py or pass --img)')

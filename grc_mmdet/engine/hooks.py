@@ -1,9 +1,11 @@
 """Hooks for MMEngine runners."""
-import re
+from typing import List
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from ..models.grc import grc_layers
 
 
 @HOOKS.register_module()
@@ -34,16 +36,39 @@ class ResumeRNGHook(Hook):
             torch.cuda.set_rng_state(state['cuda'])
 
 
+def compare_rank_checksums(gathered: List[torch.Tensor], names: List[str]) -> None:
+    """Raise if the caches are not finite or differ across ranks.
+
+    ``gathered``: one tensor per rank, [sum of cache_i for each layer i,
+    then sum of squares]; ``names``: the layer names, in the same order.
+    """
+    n = len(names)
+    for rank, sums in enumerate(gathered):
+        bad = [names[i] for i in range(n) if not torch.isfinite(sums[[i, n + i]]).all()]
+        if bad:
+            raise RuntimeError(f'GRC caches hold NaN/Inf on rank {rank}: {bad}; a checkpoint '
+                               f'or a write outside training put them there (training skips '
+                               f'non-finite writes)')
+    differ = [names[i] for i in range(n)
+              if any(not torch.equal(g[[i, n + i]], gathered[0][[i, n + i]]) for g in gathered)]
+    if differ:
+        raise RuntimeError(f'GRC caches differ across ranks in layers {differ}; every rank '
+                           f'must write the same cache (the mean over ranks)')
+
+
 @HOOKS.register_module()
 class GRCMonitorHook(Hook):
     """Log GRC state during training and check the caches agree across ranks.
 
     Every ``interval`` training iterations it puts the mean attention ratio
-    sigmoid(lambda) of each cached layer group (per stage) and the count of
-    skipped non-finite cache writes in the log. After training (and at every
-    ``interval`` when ``check_sync``) it compares a checksum of all caches
-    across ranks and raises if they differ. ``dump_dir``: each rank saves its
-    caches there after training (``caches_rank{r}.pth``), for inspection.
+    sigmoid(lambda) of each stage's GRC layers (``train/grc_ratio_s{stage}``)
+    and the count of skipped non-finite cache writes
+    (``train/grc_skipped_writes``) in the log, and warns when that count grew:
+    the model counts skipped writes, this hook is the one place that reports
+    them. After training (and at every ``interval`` when ``check_sync``) it
+    compares checksums of all caches across ranks and raises if they are not
+    finite or differ. ``dump_dir``: each rank saves its caches there after
+    training (``caches_rank{r}.pth``), for inspection.
 
     Args:
         interval (int): iterations between logs. Default 50.
@@ -57,12 +82,11 @@ class GRCMonitorHook(Hook):
         self.interval = interval
         self.check_sync = check_sync
         self.dump_dir = dump_dir
+        self._reported_skips = 0
 
     @staticmethod
     def _layers(runner):
         from mmengine.model import is_model_wrapper
-
-        from ..models.grc import grc_layers
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         return list(grc_layers(model))
 
@@ -76,9 +100,7 @@ class GRCMonitorHook(Hook):
                             [m.cache.double().square().sum() for _, m in layers])
         gathered = [torch.zeros_like(local) for _ in range(get_world_size())]
         dist.all_gather(gathered, local)
-        if any(not torch.equal(g, gathered[0]) for g in gathered):
-            raise RuntimeError('GRC caches differ across ranks; every rank must write the '
-                               'same cache (mean over ranks)')
+        compare_rank_checksums([g.cpu() for g in gathered], [n for n, _ in layers])
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if not self.every_n_train_iters(runner, self.interval):
@@ -87,15 +109,21 @@ class GRCMonitorHook(Hook):
         if not layers:
             return
         stages = {}
-        for name, m in layers:
-            m_stage = re.search(r'(?:layers|stages)\.(\d+)\.', name)
-            key = m_stage.group(1) if m_stage else 'x'
-            stages.setdefault(key, []).append(m.attention_ratio().mean())
-        for key, vals in stages.items():
-            runner.message_hub.update_scalar(f'train/grc_ratio_s{key}',
+        for _, m in layers:
+            stages.setdefault(m.stage, []).append(m.attention_ratio().mean())
+        for stage, vals in stages.items():
+            runner.message_hub.update_scalar(f'train/grc_ratio_s{stage}',
                                              float(torch.stack(vals).mean()))
-        skipped = torch.stack([m.cache_skipped_writes for _, m in layers]).sum()
-        runner.message_hub.update_scalar('train/grc_skipped_writes', int(skipped))
+        counts = torch.stack([m.cache_skipped_writes for _, m in layers]).tolist()
+        skipped = sum(counts)
+        runner.message_hub.update_scalar('train/grc_skipped_writes', skipped)
+        if skipped > self._reported_skips:
+            bad = [n for (n, _), c in zip(layers, counts) if c]
+            runner.logger.warning(
+                f'GRC: {skipped - self._reported_skips} cache write(s) with NaN/Inf skipped '
+                f'since the last report (total {skipped}; layers {bad}); those caches kept '
+                f'their previous value')
+            self._reported_skips = skipped
         self._check(runner)
 
     def after_train(self, runner):

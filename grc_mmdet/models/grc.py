@@ -1,7 +1,7 @@
 """GRC-Attention: the Gated Recurrent Cache of Cached Transformers.
 
 Zhang et al., "Cached Transformers: Improving Transformers with Differentiable
-Memory Cache", AAAI 2024. Contract: ``shared/docs/grc-spec.md``.
+Memory Cache", AAAI 2024. Design notes: ``docs/design.md``.
 
 :class:`GatedRecurrentCache` turns any multi-head self-attention into
 GRC-Attention. The wrapped attention computes its own output ``o_self``
@@ -31,7 +31,6 @@ written. A write containing NaN/Inf is skipped and counted in
 ``cache_skipped_writes``. The gates and the cache stay float32 under autocast.
 """
 import math
-import os
 import warnings
 from typing import Iterator, Optional, Sequence, Tuple, Union
 
@@ -45,10 +44,13 @@ GridLike = Union[int, Sequence[int]]
 
 def _as_grid(value: GridLike, name: str) -> Tuple[int, int]:
     """Validate an int or (h, w) pair of positive ints."""
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
+    if not isinstance(value, (tuple, list)):
+        raise ValueError(f'{name} must be an int or a pair (h, w) of ints, got {value!r}')
     value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) for v in value):
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                  for v in value):
         raise ValueError(f'{name} must be an int or a pair (h, w) of ints, got {value!r}')
     if min(value) <= 0:
         raise ValueError(f'{name} must be positive, got {value!r}')
@@ -100,34 +102,6 @@ def mix_heads(o_self_h: torch.Tensor, o_mem: torch.Tensor, lam: torch.Tensor) ->
     return torch.lerp(o_self_h, o_mem, s)
 
 
-# GRC_COMPILE=1 compiles the two elementwise-heavy pieces with torch.compile on
-# CUDA (fewer kernel launches); off by default and never used on CPU.
-_COMPILED = {}
-
-
-def _maybe_compiled(fn, device_type: str):
-    if device_type != 'cuda' or os.environ.get('GRC_COMPILE', '0') != '1':
-        return fn
-    if fn not in _COMPILED:
-        _COMPILED[fn] = torch.compile(fn, dynamic=True)
-    return _COMPILED[fn]
-
-
-def sdpa(q, k, v, which: str = 'cache', **kwargs) -> torch.Tensor:
-    """``F.scaled_dot_product_attention``; the environment variable
-    GRC_SDPA_CACHE / GRC_SDPA_SELF (e.g. ``flash,efficient``) restricts the
-    kernels of the cached / self attention, for benchmarking backends."""
-    names = os.environ.get(f'GRC_SDPA_{which.upper()}')
-    if not names:
-        return F.scaled_dot_product_attention(q, k, v, **kwargs)
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    backends = [getattr(SDPBackend, {'flash': 'FLASH_ATTENTION', 'efficient': 'EFFICIENT_ATTENTION',
-                                     'cudnn': 'CUDNN_ATTENTION'}.get(n, n.upper()))
-                for n in names.split(',')]
-    with sdpa_kernel(backends):
-        return F.scaled_dot_product_attention(q, k, v, **kwargs)
-
-
 class StepClock:
     """A counter shared by the GRC layers of one backbone.
 
@@ -144,8 +118,18 @@ class StepClock:
         self.step += 1
 
 
+def _check_number(value, name: str) -> float:
+    """A real number (int or float); bools and other types are errors."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{name} must be a number, got {value!r} ({type(value).__name__})')
+    return value
+
+
 class GatedRecurrentCache(nn.Module):
     """Gated recurrent cache + cached attention + per-head mix (GRC-Attention).
+
+    The math is in this module's docstring; ``docs/design.md`` explains the
+    choices. Every cached backbone builds one of these per attention layer.
 
     Args:
         embed_dims (int): D, channels of the wrapped attention.
@@ -165,6 +149,9 @@ class GatedRecurrentCache(nn.Module):
         attn_drop (float): dropout on the cached attention weights. Default 0.
         clock (StepClock | None): shared step counter of the owning backbone,
             needed only with activation checkpointing. Default: None.
+        stage (int | None): index of the backbone stage this layer is in, for
+            logs and analysis. Default: None.
+        block (int | None): index of the block within its stage. Default: None.
     """
 
     def __init__(self,
@@ -176,13 +163,15 @@ class GatedRecurrentCache(nn.Module):
                  kv_grid: Optional[GridLike] = None,
                  qkv_bias: bool = True,
                  attn_drop: float = 0.0,
-                 clock: Optional[StepClock] = None):
+                 clock: Optional[StepClock] = None,
+                 stage: Optional[int] = None,
+                 block: Optional[int] = None):
         super().__init__()
-        if not isinstance(embed_dims, int) or embed_dims <= 0:
-            raise ValueError(f'embed_dims must be a positive int, got {embed_dims!r}')
-        if not isinstance(num_heads, int) or num_heads <= 0:
-            raise ValueError(f'num_heads must be a positive int, got {num_heads!r}')
-        if not isinstance(cache_ratio, (int, float)) or not 0 < cache_ratio <= 1:
+        for value, name in ((embed_dims, 'embed_dims'), (num_heads, 'num_heads')):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f'{name} must be a positive int, got {value!r}')
+        _check_number(cache_ratio, 'cache_ratio')
+        if not 0 < cache_ratio <= 1:
             raise ValueError(f'cache_ratio must be in (0, 1], got {cache_ratio!r}')
         if embed_dims % num_heads:
             raise ValueError(f'num_heads={num_heads} must divide embed_dims={embed_dims}')
@@ -194,7 +183,7 @@ class GatedRecurrentCache(nn.Module):
         if cache_dims % num_heads:
             raise ValueError(f'num_heads={num_heads} must divide the cache channels '
                              f'D_m = cache_ratio * embed_dims = {cache_dims}')
-        if not math.isfinite(lambda_init):
+        if not math.isfinite(_check_number(lambda_init, 'lambda_init')):
             raise ValueError(f'lambda_init must be finite, got {lambda_init!r}')
         self.embed_dims = embed_dims
         self.num_heads = num_heads
@@ -205,6 +194,8 @@ class GatedRecurrentCache(nn.Module):
         self.attn_drop = attn_drop
         self.lambda_init = float(lambda_init)
         self.clock = clock
+        self.stage = stage
+        self.block = block
 
         Dm = cache_dims
         # Eqs. 2-3 act on the concatenation [Xbar, C]; a linear map of a
@@ -230,6 +221,7 @@ class GatedRecurrentCache(nn.Module):
         self._cache_before_write = None
         self._read_step = None
         self._read_cache = None
+        self._written_step = None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -242,9 +234,9 @@ class GatedRecurrentCache(nn.Module):
             self.cache_lambda.fill_(self.lambda_init)
 
     def extra_repr(self) -> str:
-        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
-                f'cache_dims={self.cache_dims}, cache_grid={self.cache_grid}, '
-                f'kv_grid={self.kv_grid}')
+        return (f'stage={self.stage}, block={self.block}, embed_dims={self.embed_dims}, '
+                f'num_heads={self.num_heads}, cache_dims={self.cache_dims}, '
+                f'cache_grid={self.cache_grid}, kv_grid={self.kv_grid}')
 
     # ------------------------------------------------------------------ cache
     def _cache_to_read(self) -> torch.Tensor:
@@ -263,12 +255,20 @@ class GatedRecurrentCache(nn.Module):
             dist.all_reduce(new)
             new = new / dist.get_world_size()
         finite = torch.isfinite(new).all()
-        # No host sync here: torch.where keeps the old cache on a bad write and
-        # the counter records it; `report_skipped_writes` warns (one sync a step).
+        # No host sync: torch.where keeps the old cache on a bad write and the
+        # counter records it; GRCMonitorHook reports the count.
         self.cache_skipped_writes.add_(~finite)
         # Assign a new tensor (never copy_ in place: this step's graph reads the old one).
         self.cache = torch.where(finite, new, c_prev)
         self._cache_before_write = c_prev
+
+    def _should_write(self, batch_size: int) -> bool:
+        """Training only, with samples, outside ``torch.inference_mode`` (whose
+        tensors could never be used by a later training step), and once per
+        backbone step (not again when activation checkpointing recomputes)."""
+        if not self.training or batch_size == 0 or torch.is_inference_mode_enabled():
+            return False
+        return self.clock is None or self._written_step != self.clock.step
 
     @property
     def last_write_delta(self) -> Optional[torch.Tensor]:
@@ -279,6 +279,42 @@ class GatedRecurrentCache(nn.Module):
         return (self.cache - prev).norm() / prev.norm().clamp_min(1e-12)
 
     # ---------------------------------------------------------------- forward
+    def update(self, xbar: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
+        """Eqs. 1-4 (and the write of Eq. 8): Xbar (B, T, D_m) -> C_t (B, T_m, D_m).
+
+        Runs in the cache's dtype with autocast off.
+        """
+        hm, wm = self.cache_grid
+        with torch.autocast(device_type=xbar.device.type, enabled=False):
+            c_prev = self._cache_to_read()                              # hm,wm,Dm
+            xbar_g = resize_tokens(xbar.to(c_prev.dtype), hw_shape, (hm, wm))
+            c_new = gated_update(                                       # Eqs. 2-4
+                xbar_g.flatten(2).transpose(1, 2), c_prev.view(hm * wm, -1),
+                self.gate_x.weight, self.gate_x.bias, self.gate_c.weight,
+                self.cand_c.weight)                                     # B,Tm,Dm
+        if self._should_write(xbar.shape[0]):
+            self._write(c_new, c_prev)
+            if self.clock is not None:
+                self._written_step = self.clock.step
+        return c_new
+
+    def attend(self, xbar: torch.Tensor, c_new: torch.Tensor) -> torch.Tensor:
+        """Eq. 5: queries from Xbar (B, T, D_m), keys/values from C_t
+        (B, T_m, D_m), optionally pooled to ``kv_grid``; returns o_mem
+        (B, T, H, D_m/H). Runs under autocast."""
+        B, T, _ = xbar.shape
+        Hh, dm = self.num_heads, self.cache_dims // self.num_heads
+        mem = c_new
+        if self.kv_grid is not None and self.kv_grid != self.cache_grid:
+            mem = resize_tokens(c_new, self.cache_grid, self.kv_grid).flatten(2).transpose(1, 2)
+        Tk = mem.shape[1]
+        q = self.mem_q(xbar).view(B, T, Hh, dm).transpose(1, 2)         # B,H,T,dm
+        k, v = self.mem_kv(mem).view(B, Tk, 2, Hh, dm).permute(2, 0, 3, 1, 4).unbind(0)
+        o_mem = F.scaled_dot_product_attention(
+            q, k.to(q.dtype), v.to(q.dtype),
+            dropout_p=self.attn_drop if self.training else 0.0)         # B,H,T,dm
+        return o_mem.transpose(1, 2)                                    # B,T,H,dm
+
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                 o_self: torch.Tensor) -> torch.Tensor:
         """Mix the wrapped attention's output with attention over the cache.
@@ -294,65 +330,64 @@ class GatedRecurrentCache(nn.Module):
         Returns:
             Tensor: (B, T, D), to be fed to the wrapped output projection.
         """
-        B, T, D = x.shape
-        if D != self.embed_dims or o_self.shape != x.shape:
+        if x.dim() != 3 or x.shape[-1] != self.embed_dims or o_self.shape != x.shape:
             raise ValueError(f'GRC expects x and o_self of shape (B, T, {self.embed_dims}), '
                              f'got {tuple(x.shape)} and {tuple(o_self.shape)}')
-        Hh, Dm = self.num_heads, self.cache_dims
-        dm, d = Dm // Hh, D // Hh
-        hm, wm = self.cache_grid
-        xbar = x[..., :Dm]                                              # Eq. 1: B,T,Dm
-
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            c_prev = self._cache_to_read()                              # hm,wm,Dm fp32
-            c_prev_md = c_prev.view(hm * wm, Dm)
-            xbar_g = resize_tokens(xbar.float(), hw_shape, (hm, wm))    # B,Dm,hm,wm
-            c_new = _maybe_compiled(gated_update, x.device.type)(          # Eqs. 2-4
-                xbar_g.flatten(2).transpose(1, 2), c_prev_md, self.gate_x.weight,
-                self.gate_x.bias, self.gate_c.weight, self.cand_c.weight)  # B,Tm,Dm
-        if self.training:
-            self._write_once(c_new, c_prev)
-
-        # Eq. 5: cached attention, heads of D_m/H channels, runs under autocast.
-        mem = c_new
-        if self.kv_grid is not None and self.kv_grid != self.cache_grid:
-            mem = resize_tokens(c_new, (hm, wm), self.kv_grid).flatten(2).transpose(1, 2)
-        q = self.mem_q(xbar).view(B, T, Hh, dm).transpose(1, 2)         # B,H,T,dm
-        k, v = self.mem_kv(mem).view(B, -1, 2, Hh, dm).permute(2, 0, 3, 1, 4).unbind(0)
-        o_mem = sdpa(
-            q, k.to(q.dtype), v.to(q.dtype), 'cache',
-            dropout_p=self.attn_drop if self.training else 0.0)      # B,H,T,dm
-        o_mem = o_mem.transpose(1, 2)                                   # B,T,H,dm
-
+        B, T, D = x.shape
+        xbar = x[..., :self.cache_dims]                                 # Eq. 1: B,T,Dm
+        o_mem = self.attend(xbar, self.update(xbar, hw_shape))          # Eqs. 2-5
         # Eq. 7: per-head mix; o_mem fills the first D_m/H channels of each head.
-        o_self_h = o_self.view(B, T, Hh, d)
-        mixed = _maybe_compiled(mix_heads, x.device.type)(o_self_h, o_mem, self.cache_lambda)
+        o_self_h = o_self.view(B, T, self.num_heads, D // self.num_heads)
+        mixed = mix_heads(o_self_h, o_mem, self.cache_lambda)
         if self.record:
             self.last_o_self = o_self_h.transpose(1, 2).detach()
             self.last_o_mem = o_mem.transpose(1, 2).detach()
             self.last_hw = tuple(hw_shape)
         return mixed.view(B, T, D)
 
-    def _write_once(self, c_new: torch.Tensor, c_prev: torch.Tensor) -> None:
-        """Write in training, once per backbone step (not again on recompute)."""
-        if self.clock is not None and getattr(self, '_written_step', None) == self.clock.step:
-            return
-        self._write(c_new, c_prev)
-        if self.clock is not None:
-            self._written_step = self.clock.step
-
     # ------------------------------------------------------------ checkpoints
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs):
-        """Resize a cache saved on another grid to this layer's grid (with a warning)."""
+        """Check GRC tensors before loading them (whatever loader calls this).
+
+        A tensor of another shape, a cache of another channel count, or a
+        cache holding NaN/Inf is an error naming the key (MMEngine's loaders
+        would only log a shape mismatch). A cache saved on another grid is
+        resized to this layer's grid, with a warning.
+        """
+        own = dict(self.named_parameters(recurse=True))
+        own.update(self.named_buffers(recurse=True))
+        for name, tensor in own.items():
+            key = prefix + name
+            saved = state_dict.get(key)
+            if saved is None or not torch.is_tensor(saved):
+                continue
+            if name == 'cache':
+                if saved.dim() != 3 or saved.shape[-1] != self.cache_dims:
+                    raise ValueError(
+                        f'{key}: the checkpoint\'s cache has shape {tuple(saved.shape)}, '
+                        f'this layer needs (h_m, w_m, {self.cache_dims}) (D_m = '
+                        f'cache_ratio * embed_dims); a checkpoint of another cache_ratio '
+                        f'or model?')
+                if not torch.isfinite(saved).all():
+                    raise ValueError(
+                        f'{key}: the checkpoint\'s cache holds NaN/Inf; refusing to load '
+                        f'it (eval would give NaN and training could never write it '
+                        f'again). Delete this key from the checkpoint to start this '
+                        f'cache at zero.')
+            elif saved.shape != tensor.shape:
+                raise ValueError(
+                    f'{key}: the checkpoint has shape {tuple(saved.shape)}, this GRC layer '
+                    f'needs {tuple(tensor.shape)} (a checkpoint of another cache_ratio, '
+                    f'embed_dims or num_heads?)')
         key = prefix + 'cache'
         saved = state_dict.get(key)
-        if (saved is not None and saved.dim() == 3 and saved.shape[-1] == self.cache_dims
-                and tuple(saved.shape[:2]) != self.cache_grid):
+        if saved is not None and tuple(saved.shape[:2]) != self.cache_grid:
             warnings.warn(f'{key}: resizing the cache from grid {tuple(saved.shape[:2])} '
                           f'to {self.cache_grid}')
             h, w, c = saved.shape
-            resized = resize_tokens(saved.float().reshape(1, h * w, c), (h, w), self.cache_grid)
+            resized = resize_tokens(saved.to(self.cache.dtype).reshape(1, h * w, c), (h, w),
+                                    self.cache_grid)
             state_dict = dict(state_dict)
             state_dict[key] = resized[0].permute(1, 2, 0).contiguous()
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
@@ -377,22 +412,3 @@ def set_recording(model: nn.Module, enabled: bool = True) -> None:
         m.record = enabled
         if not enabled:
             m.last_o_self = m.last_o_mem = m.last_hw = None
-
-
-def report_skipped_writes(model: nn.Module, seen: dict) -> int:
-    """Warn about cache writes skipped since the last call (one host sync).
-
-    ``seen`` maps layer name -> count already reported; updated in place.
-    Returns the total number of skipped writes.
-    """
-    layers = list(grc_layers(model))
-    if not layers:
-        return 0
-    counts = torch.stack([m.cache_skipped_writes for _, m in layers]).tolist()
-    for (name, _), count in zip(layers, counts):
-        if count > seen.get(name, 0):
-            warnings.warn(f'GRC layer {name}: {count - seen.get(name, 0)} cache write(s) '
-                          f'with NaN/Inf skipped (total {count}); the cache kept its '
-                          f'previous value')
-            seen[name] = count
-    return int(sum(counts))

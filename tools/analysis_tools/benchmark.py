@@ -27,6 +27,7 @@ import grc_mmdet  # noqa: F401
 from grc_mmdet.analysis import load_twin_configs
 from grc_mmdet.analysis.bench import DTYPES, PARTS, Bench
 
+
 def timed(bench, part, device):
     if device == 'cuda':
         torch.cuda.synchronize()

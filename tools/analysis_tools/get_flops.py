@@ -5,7 +5,7 @@
 
 Counts the attention matmuls inside scaled_dot_product_attention (see
 grc_mmdet/analysis/complexity.py); one multiply-add = one FLOP. Prints the
-overhead beside the paper's (ImageNet models at 224, grc-spec.md). Detector
+overhead beside the paper's (ImageNet models at 224, docs/design.md). Detector
 FLOPs of two-stage models depend on how many proposals the (randomly
 initialised) RPN keeps, so they vary a little between runs.
 """

@@ -1,11 +1,13 @@
 """Cached Swin: MMDet's SwinTransformer with GRC-Attention."""
+from typing import Optional, Tuple
+
 import torch
 import torch.nn.functional as F
 from mmdet.models.backbones.swin import ShiftWindowMSA, SwinTransformer
 from mmdet.registry import MODELS
 
-from ..grc import GatedRecurrentCache, sdpa
-from .cached_base import CachedBackboneMixin
+from ..grc import GatedRecurrentCache
+from .cached_base import CachedBackboneMixin, stage_token_grids
 
 
 class CachedShiftWindowMSA(ShiftWindowMSA):
@@ -20,11 +22,10 @@ class CachedShiftWindowMSA(ShiftWindowMSA):
     without ``grc`` this equals the parent.
     """
 
-    @classmethod
-    def upgrade(cls, attn: ShiftWindowMSA, grc: GatedRecurrentCache) -> None:
-        """Turn a built plain attention into this class in place (weights kept)."""
-        attn.__class__ = cls
-        attn.grc = grc
+    grc: Optional[GatedRecurrentCache]
+
+    def grc_dims_heads(self) -> Tuple[int, int]:
+        return self.w_msa.embed_dims, self.w_msa.num_heads
 
     def _shift_mask(self, H_pad: int, W_pad: int, device) -> torch.Tensor:
         """(nW, N, N) additive mask of shifted windows, as in the parent."""
@@ -49,8 +50,8 @@ class CachedShiftWindowMSA(ShiftWindowMSA):
             nW = mask.shape[0]
             bias = (bias.unsqueeze(1) + mask.unsqueeze(1).unsqueeze(0))  # 1,nW,H,N,N
             bias = bias.expand(Bw // nW, -1, -1, -1, -1).reshape(Bw, Hh, N, N)
-        o = sdpa(
-            q, k, v, 'self', attn_mask=bias.to(q.dtype), scale=msa.scale,
+        o = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype), scale=msa.scale,
             dropout_p=msa.attn_drop.p if self.training else 0.0)
         return o.transpose(1, 2).reshape(Bw, N, C)
 
@@ -67,13 +68,16 @@ class CachedShiftWindowMSA(ShiftWindowMSA):
         if ss > 0:
             x = torch.roll(x, shifts=(-ss, -ss), dims=(1, 2))
             mask = self._shift_mask(H_pad, W_pad, query.device)
-        windows = self.window_partition(x).view(-1, ws * ws, C)
-        out = self._window_heads(windows, mask).view(-1, ws, ws, C)
-        out = self.window_reverse(out, H_pad, W_pad)
+        # window partition / reverse by explicit shapes (MMDet's infer the
+        # batch with -1, which fails for an empty batch)
+        nh, nw = H_pad // ws, W_pad // ws
+        windows = x.view(B, nh, ws, nw, ws, C).transpose(2, 3).reshape(B * nh * nw, ws * ws, C)
+        out = self._window_heads(windows, mask)
+        out = out.view(B, nh, nw, ws, ws, C).transpose(2, 3).reshape(B, H_pad, W_pad, C)
         if ss > 0:
             out = torch.roll(out, shifts=(ss, ss), dims=(1, 2))
         out = out[:, :H, :W, :].reshape(B, H * W, C)
-        if getattr(self, 'grc', None) is not None:
+        if self.grc is not None:
             out = self.grc(query, hw_shape, out)
         out = self.w_msa.proj_drop(self.w_msa.proj(out))
         return self.drop(out)
@@ -84,46 +88,28 @@ class CachedSwinTransformer(CachedBackboneMixin, SwinTransformer):
     """Swin Transformer with GRC-Attention (tiny/small/base by depths/heads).
 
     Every argument of :class:`mmdet.models.backbones.SwinTransformer` works
-    unchanged (``embed_dims``, ``depths``, ``num_heads``, ``window_size``,
-    ``with_cp``, ``frozen_stages``, ``convert_weights``, ``init_cfg`` ...).
-    Official ImageNet Swin checkpoints load through ``init_cfg`` as for the
-    plain model; GRC parameters keep their init and caches start at zero.
-
-    Cache arguments:
-        cache_ratio (float): r, cache channels D_m = r * D. Default 0.5 (paper).
-        cache_lambda_init (float): initial lambda per head. Default 0 (paper).
-        cache_grids (list | int | tuple | None): cache grid (h_m, w_m) per
-            stage. None: each stage's token grid at ``pretrain_img_size``
-            (224 -> 56x56, 28x28, 14x14, 7x7).
-        cache_stages (Sequence[int] | None): stages with GRC. None: all (paper).
-        cache_blocks (Sequence[Sequence[int]] | None): per stage, block
-            indices with GRC. None: all blocks.
-        cache_kv_grids ('auto' | list | None): grid the cache is
-            average-pooled to for the cached keys/values. 'auto': a
-            window-sized grid (window_size x window_size, or the cache grid if
-            smaller), so a query sees as many cache tokens as window tokens.
-            None: no reduction. The cached branch is global in every case.
+    unchanged (``with_cp``, ``frozen_stages``, ``convert_weights``,
+    ``init_cfg`` ...). The cache arguments are those of
+    :class:`~grc_mmdet.models.backbones.cached_base.CachedBackboneMixin`;
+    'auto' key/value grids are window-sized (``window_size`` squared, or the
+    cache grid if smaller), so a query sees as many cache tokens as window
+    tokens; the cached branch is global. Official ImageNet Swin checkpoints
+    load through ``init_cfg`` as for the plain model.
     """
 
-    def __init__(self, **kwargs):
-        cache_args = self._pop_cache_args(kwargs)
-        super().__init__(**kwargs)
-        size = kwargs.get('pretrain_img_size', 224)
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        window = kwargs.get('window_size', 7)
-        grids, kv_grids = [], []
-        for stride in kwargs.get('strides', (4, 2, 2, 2)):
-            h, w = h // stride, w // stride
-            grids.append((h, w))
-            kv_grids.append((min(window, h), min(window, w)))
-        attns = [[block.attn for block in stage.blocks] for stage in self.stages]
-        heads = kwargs.get('num_heads', (3, 6, 12, 24))
-        self._attach_caches(attns, self.num_features, heads, grids, kv_grids,
-                            CachedShiftWindowMSA.upgrade,
-                            in_channels=kwargs.get('in_channels', 3), **cache_args)
+    attention_map = {ShiftWindowMSA: CachedShiftWindowMSA}
+    plain_backbone = SwinTransformer
+
+    def grc_attention_modules(self):
+        return [[block.attn for block in stage.blocks] for stage in self.stages]
+
+    def grc_grid_rule(self, init_args):
+        grids = stage_token_grids(init_args['pretrain_img_size'], init_args['strides'])
+        window = init_args['window_size']
+        return grids, [(min(window, h), min(window, w)) for h, w in grids]
 
     def init_weights(self):
-        """As the parent; a checkpoint with no usable key is a clear error
+        """As the mixin; a checkpoint with no usable key is a clear error
         (MMDet's Swin loader keeps only ``backbone.``-prefixed keys, as its
         converter writes them, and fails with IndexError on none)."""
         try:
@@ -135,12 +121,3 @@ class CachedSwinTransformer(CachedBackboneMixin, SwinTransformer):
                 f'with convert_weights=False its keys must start with "backbone." '
                 f'(an MMDet checkpoint); an official Swin checkpoint needs '
                 f'convert_weights=True') from e
-
-    def train(self, mode: bool = True):
-        """As the parent (frozen stages stay frozen), but returns self like nn.Module."""
-        super().train(mode)
-        return self
-
-    def forward(self, x):
-        self._before_forward(x)
-        return super().forward(x)

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from conftest import FAST, ROOT, SMALL_CONFIG
+from tests.helpers import FAST, ROOT, SMALL_CONFIG
 
 
 def test_dist_train_two_cpu_ranks_share_the_cache(shapes_root, tmp_path):

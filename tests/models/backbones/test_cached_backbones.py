@@ -1,30 +1,19 @@
-"""Cached PVT / PVTv2 / Swin backbones: build from dicts, odd sizes, pretrained loading."""
-import copy
-
+"""Cached PVT / PVTv2 / Swin backbones: one attach step, odd sizes, the plain
+parent's behaviour, and clear errors for bad arguments."""
 import pytest
 import torch
+from mmdet.models.backbones import (PyramidVisionTransformer, PyramidVisionTransformerV2,
+                                    SwinTransformer)
 from mmdet.registry import MODELS
-from mmengine.runner import load_checkpoint
 
 import grc_mmdet  # noqa: F401
 from grc_mmdet.models import grc_layers
-
-SMALL = {
-    'PVT': dict(type='PyramidVisionTransformer', embed_dims=8, num_heads=[1, 2, 2, 4],
-                num_layers=[1, 1, 2, 1], mlp_ratios=[2, 2, 2, 2]),
-    'PVTv2': dict(type='PyramidVisionTransformerV2', embed_dims=8, num_heads=[1, 2, 2, 4],
-                  num_layers=[1, 1, 2, 1], mlp_ratios=[2, 2, 2, 2]),
-    'Swin': dict(type='SwinTransformer', embed_dims=12, depths=[2, 2, 2, 2],
-                 num_heads=[1, 2, 2, 4], window_size=7),
-}
-CHANNELS = {'PVT': [8, 16, 16, 32], 'PVTv2': [8, 16, 16, 32], 'Swin': [12, 24, 48, 96]}
-
-
-def cached_cfg(name, **kw):
-    cfg = copy.deepcopy(SMALL[name])
-    cfg['type'] = 'Cached' + cfg['type']
-    cfg.update(kw)
-    return cfg
+from grc_mmdet.models.backbones import (CachedPyramidVisionTransformer,
+                                        CachedPyramidVisionTransformerV2, CachedShiftWindowMSA,
+                                        CachedSpatialReductionAttention, CachedSwinTransformer)
+from tests.helpers import CHANNELS
+from tests.helpers import SMALL_BACKBONES as SMALL
+from tests.helpers import cached_cfg
 
 
 @pytest.mark.parametrize('name', list(SMALL))
@@ -41,7 +30,8 @@ def test_forward_shapes(name, size, train):
         stride = 4 * 2 ** i
         assert out.shape[:2] == (2, ch)
         # overlapping (PVTv2) and non-overlapping embeddings round differently
-        assert abs(out.shape[2] - size[0] / stride) < 1.5 and abs(out.shape[3] - size[1] / stride) < 1.5
+        assert abs(out.shape[2] - size[0] / stride) < 1.5
+        assert abs(out.shape[3] - size[1] / stride) < 1.5
         assert torch.isfinite(out).all()
     if train:
         outs[-1].sum().backward()
@@ -113,60 +103,6 @@ def test_bad_images(x, word):
         MODELS.build(cached_cfg('Swin'))(x)
 
 
-@pytest.mark.parametrize('name', list(SMALL))
-def test_plain_checkpoint_loads_and_new_keys_are_exactly_grc(name, tmp_path):
-    plain = MODELS.build(SMALL[name])
-    plain.init_weights()
-    ckpt = tmp_path / 'plain.pth'
-    # MMDet's Swin loader reads 'backbone.'-prefixed keys (as its converter writes them)
-    prefix = 'backbone.' if name == 'Swin' else ''
-    torch.save({'state_dict': {prefix + k: v for k, v in plain.state_dict().items()}}, ckpt)
-    cached = MODELS.build(cached_cfg(
-        name, convert_weights=False,
-        init_cfg=dict(type='Pretrained', checkpoint=str(ckpt))))
-    cached.init_weights()
-    own = cached.state_dict()
-    for k, v in plain.state_dict().items():
-        assert torch.equal(own[k], v), k
-    grc_keys = sorted(k for k in own if '.grc.' in k)
-    assert sorted(cached.pretrained_new_keys) == grc_keys
-    assert all(k.rsplit('.', 1)[-1] in ('cache', 'cache_skipped_writes', 'cache_lambda',
-                                        'weight', 'bias') for k in grc_keys)
-    for _, m in grc_layers(cached):
-        assert torch.count_nonzero(m.cache) == 0
-        assert torch.all(m.cache_lambda == 0)
-
-
-def test_checkpoint_of_another_architecture_names_the_bad_key(tmp_path):
-    other = MODELS.build(dict(type='ResNet', depth=18))
-    torch.save({'state_dict': other.state_dict()}, tmp_path / 'r18.pth')
-    cached = MODELS.build(cached_cfg('PVT', convert_weights=False, init_cfg=dict(
-        type='Pretrained', checkpoint=str(tmp_path / 'r18.pth'))))
-    with pytest.raises(ValueError, match="unexpected key 'conv1.weight'"):
-        cached.init_weights()
-
-
-def test_mismatched_shape_names_the_key(tmp_path):
-    plain = MODELS.build(dict(SMALL['PVT'], embed_dims=16))
-    torch.save(plain.state_dict(), tmp_path / 'wide.pth')
-    cached = MODELS.build(cached_cfg('PVT', convert_weights=False, init_cfg=dict(
-        type='Pretrained', checkpoint=str(tmp_path / 'wide.pth'))))
-    with pytest.raises(ValueError, match='shape mismatch at'):
-        cached.init_weights()
-
-
-def test_cached_checkpoint_restores_the_cache(tmp_path):
-    model = MODELS.build(cached_cfg('PVT')).train()
-    model(torch.randn(2, 3, 64, 64))
-    caches = {n: m.cache.clone() for n, m in grc_layers(model)}
-    assert any(torch.count_nonzero(c) for c in caches.values())
-    torch.save({'state_dict': model.state_dict()}, tmp_path / 'cached.pth')
-    fresh = MODELS.build(cached_cfg('PVT'))
-    load_checkpoint(fresh, str(tmp_path / 'cached.pth'), map_location='cpu')
-    for n, m in grc_layers(fresh):
-        assert torch.equal(m.cache, caches[n])
-
-
 def test_swin_with_cp_and_frozen_stages():
     torch.manual_seed(0)
     ref = MODELS.build(cached_cfg('Swin', drop_path_rate=0.0)).train()
@@ -205,27 +141,93 @@ def test_parameter_budget_pvt_tiny():
     assert 0 < n_cached - n_plain <= 2.0e6
 
 
-def test_swin_checkpoint_without_usable_keys_is_a_clear_error(tmp_path):
-    plain = MODELS.build(SMALL['Swin'])
-    torch.save({'state_dict': plain.state_dict()}, tmp_path / 'noprefix.pth')  # no 'backbone.'
-    cached = MODELS.build(cached_cfg('Swin', convert_weights=False, init_cfg=dict(
-        type='Pretrained', checkpoint=str(tmp_path / 'noprefix.pth'))))
-    with pytest.raises(ValueError, match='no key this backbone can load'):
-        cached.init_weights()
+PLAIN_CLASSES = {'PVT': PyramidVisionTransformer, 'PVTv2': PyramidVisionTransformerV2,
+                 'Swin': SwinTransformer}
+CACHED_CLASSES = {'PVT': CachedPyramidVisionTransformer,
+                  'PVTv2': CachedPyramidVisionTransformerV2, 'Swin': CachedSwinTransformer}
+CACHED_ATTN = {'PVT': CachedSpatialReductionAttention,
+               'PVTv2': CachedSpatialReductionAttention, 'Swin': CachedShiftWindowMSA}
 
 
-def test_monitor_hook_logs_ratios_and_skipped_writes():
-    from mmengine.logging import MessageHub
+@pytest.mark.parametrize('name', list(SMALL))
+def test_cached_class_is_its_plain_parent(name):
+    assert issubclass(CACHED_CLASSES[name], PLAIN_CLASSES[name])
+    assert isinstance(MODELS.build(cached_cfg(name)), PLAIN_CLASSES[name])
 
-    from grc_mmdet.engine import GRCMonitorHook
 
-    class Runner:  # what the hook reads of an MMEngine runner
-        iter = 0
-        model = MODELS.build(cached_cfg('PVT', cache_lambda_init=1.0))
-        message_hub = MessageHub.get_instance('grc_monitor_test')
+def test_positional_arguments_as_the_parent():
+    model = CachedPyramidVisionTransformer(224, 3, 8, num_heads=[1, 2, 2, 4],
+                                           num_layers=[1, 1, 1, 1])
+    assert model.embed_dims == 8 and len(list(grc_layers(model))) == 4
+    swin = CachedSwinTransformer(224, 3, 12, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4])
+    assert swin.cache_grids == [(56, 56), (28, 28), (14, 14), (7, 7)]
 
-    runner = Runner()
-    GRCMonitorHook(interval=1).after_train_iter(runner, 0)
-    scalars = runner.message_hub.log_scalars
-    assert abs(scalars['train/grc_ratio_s2'].current() - torch.sigmoid(torch.tensor(1.0))) < 1e-6
-    assert scalars['train/grc_skipped_writes'].current() == 0
+
+@pytest.mark.parametrize('name', list(SMALL))
+@pytest.mark.parametrize('cache_stages', [[], [2]])
+def test_every_attention_is_swapped_once_and_tagged(name, cache_stages):
+    """All attention modules become the cached class (SDPA), GRC only where asked."""
+    model = MODELS.build(cached_cfg(name, cache_stages=cache_stages))
+    attns = [m for stage in model.grc_attention_modules() for m in stage]
+    assert attns and all(type(m) is CACHED_ATTN[name] for m in attns)
+    with_grc = [m.grc for m in attns if m.grc is not None]
+    assert all(g.stage == 2 for g in with_grc) and len(with_grc) == (2 if cache_stages else 0)
+    assert [(g.stage, g.block) for g in with_grc] == [(2, b) for b in range(len(with_grc))]
+
+
+@pytest.mark.parametrize('name', list(SMALL))
+def test_no_cache_stage_equals_the_plain_backbone(name):
+    """cache_stages=[] runs the same attention as the plain MMDet backbone."""
+    torch.manual_seed(0)
+    plain = MODELS.build(SMALL[name])
+    plain.init_weights()
+    plain.eval()
+    cached = MODELS.build(cached_cfg(name, cache_stages=[])).eval()
+    cached.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 45, 70)
+    with torch.no_grad():
+        for a, b in zip(plain(x), cached(x)):
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', list(SMALL))
+@pytest.mark.parametrize('train', [True, False])
+def test_empty_batch_gives_empty_outputs(name, train):
+    model = MODELS.build(cached_cfg(name)).train(train)
+    outs = model(torch.randn(0, 3, 64, 96))
+    assert [tuple(o.shape) for o in outs] == [(0, c, 64 // 4 // 2 ** i, 96 // 4 // 2 ** i)
+                                              for i, c in enumerate(CHANNELS[name])]
+    assert all(int(m.cache_skipped_writes) == 0 for _, m in grc_layers(model))
+
+
+@pytest.mark.parametrize('name', list(SMALL))
+def test_inference_mode_forward_then_training_still_works(name):
+    model = MODELS.build(cached_cfg(name)).train()
+    with torch.inference_mode():
+        model(torch.randn(1, 3, 64, 64))
+    outs = model(torch.randn(2, 3, 64, 64))
+    outs[-1].sum().backward()
+    assert all(not m.cache.is_inference() for _, m in grc_layers(model))
+
+
+@pytest.mark.parametrize('name', list(SMALL))
+def test_double_precision(name):
+    model = MODELS.build(cached_cfg(name)).double().train()
+    outs = model(torch.randn(1, 3, 64, 64, dtype=torch.float64))
+    assert all(o.dtype == torch.float64 for o in outs)
+    assert all(m.cache.dtype == torch.float64 for _, m in grc_layers(model))
+
+
+@pytest.mark.parametrize('kw,word', [
+    (dict(cache_ratio=True), 'cache_ratio'),
+    (dict(cache_grids=True), 'cache_grids'),
+    (dict(cache_grids=[7, 7, True, 7]), 'cache_grid'),
+    (dict(cache_kv_grids=True), 'cache_kv_grids'),
+    (dict(cache_stages=4), 'cache_stages must be a list'),
+    (dict(cache_stages=[True]), 'cache_stages'),
+    (dict(cache_blocks=3), 'cache_blocks'),
+    (dict(cache_lambda_init=None), 'lambda_init'),
+])
+def test_bad_cache_argument_types(kw, word):
+    with pytest.raises(ValueError, match=word):
+        MODELS.build(cached_cfg('PVT', **kw))

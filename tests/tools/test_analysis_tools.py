@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from grc_mmdet.analysis import build_detector, count_complexity
-
-from conftest import SMALL_CONFIG, run_tool
+from tests.helpers import SMALL_CONFIG, run_tool
 
 
 @pytest.fixture(scope='module')
