@@ -7,14 +7,15 @@
 import argparse
 import os.path as osp
 
-import grc_mmdet  # noqa: F401
-from grc_mmdet.engine import setup_cpu_distributed
-from grc_mmdet.utils import add_common_args, load_config
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+import grc_mmdet  # noqa: F401
+from grc_mmdet.engine import setup_cpu_distributed
+from grc_mmdet.utils import add_common_args, apply_default_tta, finish_distributed, load_config
 
 
 def parse_args():
@@ -25,8 +26,8 @@ def parse_args():
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
     parser.add_argument('--show-dir', help='save drawn predictions under work_dir/timestamp/DIR')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
-    parser.add_argument('--tta', action='store_true', help='test-time augmentation '
-                        '(needs tta_model and tta_pipeline in the config)')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation (the '
+                        'config\'s tta_model/tta_pipeline, else a default flip TTA)')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -42,16 +43,14 @@ def main():
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
-        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise RuntimeError('--tta needs tta_model and tta_pipeline in the config')
-        cfg.model = dict(**cfg.tta_model, module=cfg.model)
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        apply_default_tta(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl or .pickle file, got {args.out}')
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -6,12 +6,13 @@
 """
 import argparse
 
-import grc_mmdet  # noqa: F401  (registers the cached backbones, checkpoint loading)
-from grc_mmdet.engine import setup_cpu_distributed
-from grc_mmdet.utils import add_common_args, load_config
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+import grc_mmdet  # noqa: F401  (registers the cached backbones, checkpoint loading)
+from grc_mmdet.engine import setup_cpu_distributed
+from grc_mmdet.utils import add_common_args, finish_distributed, load_config
 
 
 def parse_args():
@@ -47,6 +48,7 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -85,7 +85,17 @@ def make_synthetic_coco(root: str, num_train: int = 400, num_val: int = 80,
 
     Returns:
         dict: split -> annotation file path.
+
+    Raises:
+        FileExistsError: if ``root`` already holds images or annotations.
     """
+    existing = [osp.join(root, d) for d in ('train', 'val', 'annotations')
+                if osp.isdir(osp.join(root, d)) and os.listdir(osp.join(root, d))]
+    if existing:
+        raise FileExistsError(
+            f'make_synthetic_coco never overwrites files, and {existing} already hold some'
+            f'{"" if dataset_ready(root) else " (but the annotation files are incomplete)"}; '
+            f'choose an empty folder or delete these first')
     h, w = img_size
     out = {}
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
@@ -119,4 +129,5 @@ def make_synthetic_coco(root: str, num_train: int = 400, num_val: int = 80,
 
 
 def dataset_ready(root: str) -> bool:
+    """Both annotation files exist under ``root``."""
     return all(osp.isfile(osp.join(root, 'annotations', f'{s}.json')) for s in ('train', 'val'))
