@@ -79,7 +79,7 @@ def test_paper_recipe(path):
 
 def test_cache_args_are_the_documented_ones():
     assert CACHE_ARGS == ('cache_ratio', 'cache_lambda_init', 'cache_grids', 'cache_stages',
-                          'cache_blocks', 'cache_kv_grids')
+                          'cache_blocks', 'cache_kv_grids', 'cache_impl')
 
 
 def test_lambda_rule_keeps_a_backbone_lr_mult_only_when_repeated():

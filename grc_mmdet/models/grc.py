@@ -30,9 +30,10 @@ gradients flow through C_t within the step only. In eval mode nothing is
 written. A write containing NaN/Inf is skipped and counted in
 ``cache_skipped_writes``. The gates and the cache stay float32 under autocast.
 """
+import functools
 import math
 import warnings
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -40,6 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 GridLike = Union[int, Sequence[int]]
+IMPLS = ('auto', 'eager', 'cuda_graph')
 
 
 def _as_grid(value: GridLike, name: str) -> Tuple[int, int]:
@@ -152,6 +154,11 @@ class GatedRecurrentCache(nn.Module):
         stage (int | None): index of the backbone stage this layer is in, for
             logs and analysis. Default: None.
         block (int | None): index of the block within its stage. Default: None.
+        impl (str): 'eager' runs every operation eagerly (the reference).
+            'cuda_graph' runs the image-size-independent part (Eqs. 2-4 and
+            the cached keys/values, :meth:`core`) as one captured CUDA graph
+            forward and one backward, on CUDA inputs; the same math. 'auto'
+            is 'cuda_graph'. Default: 'auto'.
     """
 
     def __init__(self,
@@ -165,8 +172,11 @@ class GatedRecurrentCache(nn.Module):
                  attn_drop: float = 0.0,
                  clock: Optional[StepClock] = None,
                  stage: Optional[int] = None,
-                 block: Optional[int] = None):
+                 block: Optional[int] = None,
+                 impl: str = 'auto'):
         super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
         for value, name in ((embed_dims, 'embed_dims'), (num_heads, 'num_heads')):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f'{name} must be a positive int, got {value!r}')
@@ -196,6 +206,11 @@ class GatedRecurrentCache(nn.Module):
         self.clock = clock
         self.stage = stage
         self.block = block
+        self.impl = impl
+        #: set by the owning backbone, which then writes all its caches at once
+        #: (:func:`flush_cache_writes`) after its forward: same values, one
+        #: batched write (and one all-reduce) per step instead of one per layer
+        self.defer_writes = False
 
         Dm = cache_dims
         # Eqs. 2-3 act on the concatenation [Xbar, C]; a linear map of a
@@ -222,6 +237,9 @@ class GatedRecurrentCache(nn.Module):
         self._read_step = None
         self._read_cache = None
         self._written_step = None
+        self._pending_write = None
+        self._graphs = {}
+        self._graph_backward_due = False
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -279,41 +297,54 @@ class GatedRecurrentCache(nn.Module):
         return (self.cache - prev).norm() / prev.norm().clamp_min(1e-12)
 
     # ---------------------------------------------------------------- forward
-    def update(self, xbar: torch.Tensor, hw_shape: Tuple[int, int]) -> torch.Tensor:
-        """Eqs. 1-4 (and the write of Eq. 8): Xbar (B, T, D_m) -> C_t (B, T_m, D_m).
+    def core(self, xbar_g: torch.Tensor, c_prev: torch.Tensor,
+             kv_dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The image-size-independent part: Eqs. 2-4 and the cached keys/values.
 
-        Runs in the cache's dtype with autocast off.
+        ``xbar_g`` (B, T_m, D_m) and ``c_prev`` (T_m, D_m) in the cache's dtype;
+        returns C_t (B, T_m, D_m) and k, v (B, H, T_k, D_m/H) in ``kv_dtype``
+        (what autocast would give the key/value projection). Its shapes depend
+        on the batch size only, so on CUDA it can run as a captured graph.
         """
-        hm, wm = self.cache_grid
-        with torch.autocast(device_type=xbar.device.type, enabled=False):
-            c_prev = self._cache_to_read()                              # hm,wm,Dm
-            xbar_g = resize_tokens(xbar.to(c_prev.dtype), hw_shape, (hm, wm))
-            c_new = gated_update(                                       # Eqs. 2-4
-                xbar_g.flatten(2).transpose(1, 2), c_prev.view(hm * wm, -1),
-                self.gate_x.weight, self.gate_x.bias, self.gate_c.weight,
-                self.cand_c.weight)                                     # B,Tm,Dm
-        if self._should_write(xbar.shape[0]):
-            self._write(c_new, c_prev)
-            if self.clock is not None:
-                self._written_step = self.clock.step
-        return c_new
-
-    def attend(self, xbar: torch.Tensor, c_new: torch.Tensor) -> torch.Tensor:
-        """Eq. 5: queries from Xbar (B, T, D_m), keys/values from C_t
-        (B, T_m, D_m), optionally pooled to ``kv_grid``; returns o_mem
-        (B, T, H, D_m/H). Runs under autocast."""
-        B, T, _ = xbar.shape
+        B = xbar_g.shape[0]
         Hh, dm = self.num_heads, self.cache_dims // self.num_heads
+        c_new = gated_update(xbar_g, c_prev, self.gate_x.weight, self.gate_x.bias,
+                             self.gate_c.weight, self.cand_c.weight)     # Eqs. 2-4
         mem = c_new
         if self.kv_grid is not None and self.kv_grid != self.cache_grid:
             mem = resize_tokens(c_new, self.cache_grid, self.kv_grid).flatten(2).transpose(1, 2)
-        Tk = mem.shape[1]
-        q = self.mem_q(xbar).view(B, T, Hh, dm).transpose(1, 2)         # B,H,T,dm
-        k, v = self.mem_kv(mem).view(B, Tk, 2, Hh, dm).permute(2, 0, 3, 1, 4).unbind(0)
-        o_mem = F.scaled_dot_product_attention(
-            q, k.to(q.dtype), v.to(q.dtype),
-            dropout_p=self.attn_drop if self.training else 0.0)         # B,H,T,dm
-        return o_mem.transpose(1, 2)                                    # B,T,H,dm
+        w, b = self.mem_kv.weight.to(kv_dtype), self.mem_kv.bias
+        kv = F.linear(mem.to(kv_dtype), w, None if b is None else b.to(kv_dtype))
+        k, v = kv.view(B, mem.shape[1], 2, Hh, dm).permute(2, 0, 3, 1, 4).unbind(0)
+        return c_new, k, v
+
+    def _cache_side(self, x: torch.Tensor, hw_shape: Tuple[int, int]):
+        """Eqs. 1-4 and the cached keys/values, plus the (deferred) write.
+
+        Returns Xbar (B, T, D_m) and k, v (B, H, T_k, D_m/H)."""
+        if x.dim() != 3 or x.shape[-1] != self.embed_dims:
+            raise ValueError(f'GRC expects x of shape (B, T, {self.embed_dims}), '
+                             f'got {tuple(x.shape)}')
+        device = x.device.type
+        kv_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) \
+            else self.mem_kv.weight.dtype
+        xbar = x[..., :self.cache_dims]                                 # Eq. 1: B,T,Dm
+        with torch.autocast(device_type=device, enabled=False):
+            c_prev = self._cache_to_read()                              # hm,wm,Dm
+            xbar_g = resize_tokens(xbar.to(c_prev.dtype), hw_shape, self.cache_grid)
+            xbar_g = xbar_g.flatten(2).transpose(1, 2)                  # B,Tm,Dm
+            c_prev_md = c_prev.view(-1, self.cache_dims)
+            core = self._graphed_core(xbar_g, c_prev_md, kv_dtype) or \
+                functools.partial(self.core, kv_dtype=kv_dtype)
+            c_new, k, v = core(xbar_g, c_prev_md)                       # Eqs. 2-4
+        if self._should_write(x.shape[0]):
+            if self.defer_writes:  # the owning backbone writes every layer at once
+                self._pending_write = (c_new.detach(), c_prev)
+            else:
+                self._write(c_new, c_prev)
+            if self.clock is not None:
+                self._written_step = self.clock.step
+        return xbar, k, v
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                 o_self: torch.Tensor) -> torch.Tensor:
@@ -330,20 +361,68 @@ class GatedRecurrentCache(nn.Module):
         Returns:
             Tensor: (B, T, D), to be fed to the wrapped output projection.
         """
-        if x.dim() != 3 or x.shape[-1] != self.embed_dims or o_self.shape != x.shape:
+        if o_self.shape != x.shape:
             raise ValueError(f'GRC expects x and o_self of shape (B, T, {self.embed_dims}), '
                              f'got {tuple(x.shape)} and {tuple(o_self.shape)}')
         B, T, D = x.shape
-        xbar = x[..., :self.cache_dims]                                 # Eq. 1: B,T,Dm
-        o_mem = self.attend(xbar, self.update(xbar, hw_shape))          # Eqs. 2-5
+        Hh, dm = self.num_heads, self.cache_dims // self.num_heads
+        xbar, k, v = self._cache_side(x, hw_shape)
+        # Eq. 5: cached attention, heads of D_m/H channels, under autocast.
+        q = self.mem_q(xbar).view(B, T, Hh, dm).transpose(1, 2)         # B,H,T,dm
+        o_mem = F.scaled_dot_product_attention(
+            q, k.to(q.dtype), v.to(q.dtype),
+            dropout_p=self.attn_drop if self.training else 0.0).transpose(1, 2)  # B,T,H,dm
         # Eq. 7: per-head mix; o_mem fills the first D_m/H channels of each head.
-        o_self_h = o_self.view(B, T, self.num_heads, D // self.num_heads)
+        o_self_h = o_self.view(B, T, Hh, D // Hh)
         mixed = mix_heads(o_self_h, o_mem, self.cache_lambda)
         if self.record:
             self.last_o_self = o_self_h.transpose(1, 2).detach()
             self.last_o_mem = o_mem.transpose(1, 2).detach()
             self.last_hw = tuple(hw_shape)
         return mixed.view(B, T, D)
+
+    # ------------------------------------------------------ CUDA graph path
+    def _graphed_core(self, xbar_g: torch.Tensor, c_prev: torch.Tensor,
+                      kv_dtype: torch.dtype) -> Optional[Callable]:
+        """:meth:`core` as captured CUDA graphs for this call, or None (eager).
+
+        With ``impl`` 'cuda_graph' (or 'auto') on CUDA inputs, :meth:`core` is
+        captured once per (batch size, dtypes, grad mode) with
+        ``torch.cuda.make_graphed_callables``: its forward and its backward
+        each become one graph replay instead of some thirty kernel launches.
+        A graph reuses its memory, so a call made while the previous call's
+        backward is still due (two forwards, then one backward) runs eagerly.
+        """
+        if self.impl == 'eager' or not xbar_g.is_cuda or xbar_g.shape[0] == 0:
+            return None
+        grad = torch.is_grad_enabled()
+        if not self.gate_x.weight.requires_grad:  # frozen: nothing to differentiate
+            return None
+        if grad and self._graph_backward_due:
+            return None
+        key = (xbar_g.shape[0], kv_dtype, c_prev.dtype, grad and xbar_g.requires_grad,
+               xbar_g.device, self.gate_x.weight.data_ptr())
+        graphed = self._graphs.get(key)
+        if graphed is None:
+            sample = (torch.zeros_like(xbar_g).requires_grad_(key[3]), torch.zeros_like(c_prev))
+            with torch.enable_grad():
+                graphed = torch.cuda.make_graphed_callables(
+                    _CoreModule(self, kv_dtype), sample, allow_unused_input=True)
+            self._graphs[key] = graphed
+        if not grad:
+            return graphed
+
+        def run(xbar_g, c_prev):
+            c_new, k, v = graphed(xbar_g, c_prev)
+            if k.requires_grad:
+                self._graph_backward_due = True
+                k.register_hook(self._backward_done)
+            return c_new, k, v
+        return run
+
+    def _backward_done(self, grad):
+        self._graph_backward_due = False
+        return grad
 
     # ------------------------------------------------------------ checkpoints
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
@@ -396,6 +475,66 @@ class GatedRecurrentCache(nn.Module):
     def attention_ratio(self) -> torch.Tensor:
         """sigmoid(lambda) per head: the weight of the cached branch."""
         return torch.sigmoid(self.cache_lambda.detach())
+
+
+class _CoreModule(nn.Module):
+    """:meth:`GatedRecurrentCache.core` as a module over the same parameters,
+    for ``torch.cuda.make_graphed_callables`` (never registered as a child)."""
+
+    def __init__(self, grc: 'GatedRecurrentCache', kv_dtype: torch.dtype):
+        super().__init__()
+        self.gate_x, self.gate_c = grc.gate_x, grc.gate_c
+        self.cand_c, self.mem_kv = grc.cand_c, grc.mem_kv
+        self._grc = [grc]  # a list: not a submodule
+        self.kv_dtype = kv_dtype
+
+    def forward(self, xbar_g, c_prev):
+        return self._grc[0].core(xbar_g, c_prev, self.kv_dtype)
+
+
+_SEGMENTS = {}
+
+
+def _segment_ids(sizes: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Layer index of every element of the concatenated caches (made once)."""
+    key = (sizes, str(device))
+    if key not in _SEGMENTS:
+        _SEGMENTS[key] = torch.repeat_interleave(
+            torch.arange(len(sizes)), torch.tensor(sizes)).to(device)
+    return _SEGMENTS[key]
+
+
+@torch.no_grad()
+def flush_cache_writes(layers: Sequence[GatedRecurrentCache]) -> None:
+    """Eq. 8 for every layer with a pending (deferred) write, in one batch.
+
+    Same result as each layer's own write: the batch mean of C_t (mean over
+    ranks under torch.distributed, one all-reduce for all layers), a write
+    holding NaN/Inf skipped and counted, a new tensor assigned (never an
+    in-place copy). A fixed number of kernels per step, whatever the number
+    of layers.
+    """
+    pending = [m for m in layers if m._pending_write is not None]
+    if not pending:
+        return
+    news = [m._pending_write[0] for m in pending]
+    olds = [m._pending_write[1] for m in pending]
+    for m in pending:
+        m._pending_write = None
+    sizes = [o.numel() for o in olds]
+    flat = torch.cat([c.flatten(1) for c in news], 1).mean(0)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(flat)
+        flat = flat / dist.get_world_size()
+    seg = _segment_ids(tuple(sizes), flat.device)
+    bad = torch.zeros(len(sizes), device=flat.device).index_add_(
+        0, seg, (~torch.isfinite(flat)).to(torch.float32))
+    ok = bad == 0
+    flat = torch.where(ok[seg], flat, torch.cat([o.flatten() for o in olds]))
+    torch._foreach_add_([m.cache_skipped_writes for m in pending], list((~ok).long().unbind(0)))
+    for m, new, old in zip(pending, flat.split(sizes), olds):
+        m.cache = new.view_as(old)
+        m._cache_before_write = old
 
 
 # ---------------------------------------------------------------- utilities

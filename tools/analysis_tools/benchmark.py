@@ -3,7 +3,7 @@
     python tools/analysis_tools/benchmark.py CACHED_CONFIG [--plain CFG]
         [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--shape 800 1333] [--batch 2]
         [--parts backbone backbone-train detector-infer detector-train]
-        [--warmup 2] [--reps 5] [--out-dir DIR]
+        [--warmup 2] [--reps 5] [--out-dir DIR] [--cfg-options k=v ...]
 
 Both models are built (random init, same seed), warmed up, then each
 repetition times every part for plain and cached back to back, alternating
@@ -21,6 +21,7 @@ import time
 
 import torch
 from mmdet.utils import register_all_modules
+from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 import grc_mmdet  # noqa: F401
@@ -57,10 +58,14 @@ def main():
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--reps', type=int, default=5)
     p.add_argument('--out-dir', help='write benchmark.json here')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override settings of the cached config (and of the --plain-sdpa '
+                        'baseline), e.g. model.backbone.cache_impl=eager')
     args = p.parse_args()
     register_all_modules()
     logger = MMLogger.get_instance('grc_benchmark', log_level='INFO')
     cached_cfg, plain_cfg = load_twin_configs(args.config, args.plain)
+    cached_cfg.merge_from_dict(args.cfg_options)
     if args.plain_sdpa:
         plain_cfg = copy.deepcopy(cached_cfg)
         plain_cfg.model.backbone.cache_stages = []
@@ -82,7 +87,8 @@ def main():
                     f'{" (warm-up)" if rep < args.warmup else ""} done')
     device_name = torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'
     rows, result = [], dict(config=args.config, plain='cache_stages=[]' if args.plain_sdpa
-                            else (args.plain or 'twin'), device=device_name, dtype=args.dtype,
+                            else (args.plain or 'twin'), cfg_options=args.cfg_options,
+                            device=device_name, dtype=args.dtype,
                             shape=args.shape, batch=args.batch, reps=args.reps,
                             torch=torch.__version__, parts={})
     head = (f'{"part":<16}{"plain ms":>24}{"cached ms":>24}{"ratio":>7}'

@@ -21,7 +21,7 @@ from mmengine.config import ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix, load_state_dict
 
-from ..grc import GatedRecurrentCache, StepClock, grc_layers
+from ..grc import IMPLS, GatedRecurrentCache, StepClock, flush_cache_writes, grc_layers
 
 Grid = Tuple[int, int]
 
@@ -93,6 +93,14 @@ class CachedBackboneMixin:
             average-pooled to for the cached keys/values. 'auto': the
             backbone's rule (PVT: cache grid / sr_ratio; Swin: window-sized).
             None: no pooling.
+        cache_impl ('auto' | 'eager' | 'cuda_graph'): how the GRC layers run
+            (``impl`` of :class:`~grc_mmdet.models.GatedRecurrentCache`; the
+            same math). 'auto': 'cuda_graph' (which applies to CUDA inputs
+            only), or 'eager' when the backbone uses activation
+            checkpointing (``with_cp``).
+
+    The backbone writes all its caches in one batch after its forward
+    (:func:`~grc_mmdet.models.grc.flush_cache_writes`).
 
     Every attention module becomes the cached class (attention computed with
     ``F.scaled_dot_product_attention``), also those without GRC, so
@@ -112,6 +120,7 @@ class CachedBackboneMixin:
                  cache_stages: Optional[Sequence[int]] = None,
                  cache_blocks: Optional[Sequence[Sequence[int]]] = None,
                  cache_kv_grids='auto',
+                 cache_impl: str = 'auto',
                  **kwargs):
         unknown = sorted(k for k in kwargs if k.startswith(('cache', 'grc')))
         if unknown:
@@ -150,6 +159,12 @@ class CachedBackboneMixin:
         self._grc_clock = StepClock()
         self._in_channels = next(m for m in self.modules()
                                  if isinstance(m, nn.Conv2d)).in_channels
+        if cache_impl not in IMPLS:
+            raise ValueError(f'cache_impl must be one of {IMPLS}, got {cache_impl!r}')
+        if cache_impl == 'auto':  # checkpoint recomputation and graphs do not mix
+            with_cp = any(getattr(m, 'with_cp', False) for m in self.modules())
+            cache_impl = 'eager' if with_cp else 'cuda_graph'
+        self.cache_impl = cache_impl
 
         for s, attns in enumerate(stage_attns):
             for b, attn in enumerate(attns):
@@ -166,8 +181,10 @@ class CachedBackboneMixin:
                     grc = GatedRecurrentCache(
                         dims, heads, cache_grid=grids[s], cache_ratio=cache_ratio,
                         lambda_init=cache_lambda_init, kv_grid=kv_grids[s],
-                        clock=self._grc_clock, stage=s, block=b)
+                        clock=self._grc_clock, stage=s, block=b, impl=cache_impl)
+                    grc.defer_writes = True
                 attn.register_module('grc', grc)
+        self._grc_modules = [m for _, m in grc_layers(self)]
         left = [n for n, m in self.named_modules() if type(m) in self.attention_map]
         if left:
             raise TypeError(f'{type(self).__name__}: attention modules {left} were not '
@@ -192,7 +209,9 @@ class CachedBackboneMixin:
             raise ValueError(f'{type(self).__name__} expects {self._in_channels} input '
                              f'channels, got {x.shape[1]} (input shape {tuple(x.shape)})')
         self._grc_clock.tick()
-        return super().forward(x)
+        outs = super().forward(x)
+        flush_cache_writes(self._grc_modules)
+        return outs
 
     def train(self, mode: bool = True):
         """As the parent (Swin keeps frozen stages frozen), returning self."""
