@@ -5,6 +5,7 @@ config) registers the cached backbones in ``mmdet.registry.MODELS`` and makes
 MMEngine checkpoints loadable under torch >= 2.6 (see ``grc_mmdet.compat``)
 and lets mmcv's nms/RoIAlign run under bf16 autocast (``grc_mmdet.amp``).
 """
+from . import classification  # noqa: F401
 from . import amp, compat
 from .engine import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403

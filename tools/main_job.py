@@ -29,6 +29,9 @@ import grc_mmdet  # noqa: E402,F401
 from grc_mmdet.datasets import dataset_ready, make_synthetic_coco  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/synthetic/mask-rcnn_cached-pvt-nano_fpn_shapes.py'
+COMPARISON = ('This trains one cached config. A comparison with its plain twin (same data '
+              'order and initial weights, several seeds) is in docs/results.md; make one with '
+              'tools/analysis_tools/cached_vs_plain.py.')
 KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50')
 
 
@@ -134,6 +137,7 @@ def main():
     draw_predictions(runner, png)
     summary['predictions_png'] = png
     summary['total_seconds'] = round(time.time() - t0, 1)
+    summary['comparison'] = COMPARISON
 
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
@@ -144,7 +148,7 @@ def main():
     text = '\n'.join([f'# Main job: {args.config}', '',
                       f'{summary["iterations"]} iterations, training {summary["train_seconds"]} s, '
                       f'whole job {summary["total_seconds"]} s', ''] + rows +
-                     ['', f'Predictions: {png}', ''])
+                     ['', f'Predictions: {png}', '', COMPARISON, ''])
     with open(osp.join(args.work_dir, 'summary.md'), 'w') as f:
         f.write(text)
     print(text)
