@@ -1,16 +1,4 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun: bash tools/dist_train.sh CONFIG NUM_PROCS [train.py args]
-# NNODES, NODE_RANK, PORT, MASTER_ADDR as in MMDetection.
-set -e
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+# NNODES, NODE_RANK, PORT, MASTER_ADDR, PYTHON as in MMDetection (see dist_run.sh).
+exec bash "$(dirname "$0")/dist_run.sh" train.py "$2" "$1" "${@:3}"
