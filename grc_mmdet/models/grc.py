@@ -27,8 +27,11 @@ Cache semantics (Eq. 8 and our decisions): the buffer ``cache`` (h_m, w_m, D_m)
 exists from construction. In training mode the batch mean of C_t (and the mean
 over ranks under ``torch.distributed``) replaces it, under ``no_grad``;
 gradients flow through C_t within the step only. In eval mode nothing is
-written. A write containing NaN/Inf is skipped and counted in
-``cache_skipped_writes``. The gates and the cache stay float32 under autocast.
+written (nor under ``torch.inference_mode``, nor for an empty batch). A write
+containing NaN/Inf is skipped and counted in ``cache_skipped_writes``. A
+backbone sets ``defer_writes`` and writes all its layers at once after its
+forward (:func:`flush_cache_writes`, same values). The gates and the cache run
+in the cache's dtype (float32 unless the model is cast) with autocast off.
 """
 import functools
 import math
