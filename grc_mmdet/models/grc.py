@@ -161,7 +161,8 @@ class GatedRecurrentCache(nn.Module):
             'cuda_graph' runs the image-size-independent part (Eqs. 2-4 and
             the cached keys/values, :meth:`core`) as one captured CUDA graph
             forward and one backward, on CUDA inputs; the same math. 'auto'
-            is 'cuda_graph'. Default: 'auto'.
+            is 'cuda_graph' in a single process and 'eager' under
+            torch.distributed (not yet verified with DDP). Default: 'auto'.
     """
 
     def __init__(self,
@@ -398,6 +399,9 @@ class GatedRecurrentCache(nn.Module):
         """
         if self.impl == 'eager' or not xbar_g.is_cuda or xbar_g.shape[0] == 0:
             return None
+        if self.impl == 'auto' and dist.is_available() and dist.is_initialized() \
+                and dist.get_world_size() > 1:
+            return None  # graphs under DDP are not verified yet: 'auto' stays eager there
         grad = torch.is_grad_enabled()
         if not self.gate_x.weight.requires_grad:  # frozen: nothing to differentiate
             return None

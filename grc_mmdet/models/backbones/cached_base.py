@@ -95,8 +95,8 @@ class CachedBackboneMixin:
             None: no pooling.
         cache_impl ('auto' | 'eager' | 'cuda_graph'): how the GRC layers run
             (``impl`` of :class:`~grc_mmdet.models.GatedRecurrentCache`; the
-            same math). 'auto': 'cuda_graph' (which applies to CUDA inputs
-            only), or 'eager' when the backbone uses activation
+            same math). 'auto': 'cuda_graph' (which applies to CUDA inputs in
+            a single process), or 'eager' when the backbone uses activation
             checkpointing (``with_cp``).
 
     The backbone writes all its caches in one batch after its forward
