@@ -269,21 +269,6 @@ class GatedRecurrentCache(nn.Module):
             self._read_step, self._read_cache = self.clock.step, self.cache
         return self.cache
 
-    @torch.no_grad()
-    def _write(self, c_new_bmd: torch.Tensor, c_prev: torch.Tensor) -> None:
-        """Eq. 8: store the batch (and rank) mean of C_t; skip non-finite writes."""
-        new = c_new_bmd.detach().mean(0).view_as(self.cache)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(new)
-            new = new / dist.get_world_size()
-        finite = torch.isfinite(new).all()
-        # No host sync: torch.where keeps the old cache on a bad write and the
-        # counter records it; GRCMonitorHook reports the count.
-        self.cache_skipped_writes.add_(~finite)
-        # Assign a new tensor (never copy_ in place: this step's graph reads the old one).
-        self.cache = torch.where(finite, new, c_prev)
-        self._cache_before_write = c_prev
-
     def _should_write(self, batch_size: int) -> bool:
         """Training only, with samples, outside ``torch.inference_mode`` (whose
         tensors could never be used by a later training step), and once per
@@ -342,10 +327,9 @@ class GatedRecurrentCache(nn.Module):
                 functools.partial(self.core, kv_dtype=kv_dtype)
             c_new, k, v = core(xbar_g, c_prev_md)                       # Eqs. 2-4
         if self._should_write(x.shape[0]):
-            if self.defer_writes:  # the owning backbone writes every layer at once
-                self._pending_write = (c_new.detach(), c_prev)
-            else:
-                self._write(c_new, c_prev)
+            self._pending_write = (c_new.detach(), c_prev)
+            if not self.defer_writes:  # else the owning backbone writes all layers at once
+                flush_cache_writes([self])
             if self.clock is not None:
                 self._written_step = self.clock.step
         return xbar, k, v
@@ -513,13 +497,14 @@ def _segment_ids(sizes: Tuple[int, ...], device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def flush_cache_writes(layers: Sequence[GatedRecurrentCache]) -> None:
-    """Eq. 8 for every layer with a pending (deferred) write, in one batch.
+    """Eq. 8 for every layer with a pending write, in one batch (the only
+    write path: a layer that does not defer calls it with itself alone).
 
-    Same result as each layer's own write: the batch mean of C_t (mean over
-    ranks under torch.distributed, one all-reduce for all layers), a write
-    holding NaN/Inf skipped and counted, a new tensor assigned (never an
-    in-place copy). A fixed number of kernels per step, whatever the number
-    of layers.
+    Each cache becomes the batch mean of its C_t (mean over ranks under
+    torch.distributed, one all-reduce for all layers); a write holding NaN/Inf
+    is skipped and counted; a new tensor is assigned (never an in-place copy,
+    this step's graph reads the old one). A fixed number of kernels per call,
+    whatever the number of layers.
     """
     pending = [m for m in layers if m._pending_write is not None]
     if not pending:
