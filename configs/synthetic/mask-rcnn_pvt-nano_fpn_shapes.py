@@ -76,7 +76,7 @@ val_evaluator = dict(
     format_only=False)
 test_evaluator = val_evaluator
 
-max_iters = 720
+max_iters = 1000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

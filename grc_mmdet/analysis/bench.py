@@ -1,14 +1,40 @@
-"""Cached-vs-plain benchmarking helpers: a random MMDet batch and one model's
-timed parts (backbone, backbone-train, detector-infer, detector-train)."""
+"""Cached-vs-plain benchmarking helpers: a random batch (detection or
+classification) and one model's timed parts: backbone, backbone-train, and
+detector-infer / detector-train for a detector or classifier-infer /
+classifier-train for an ``ImageClassifier``."""
 import numpy as np
 import torch
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
-from mmengine.structures import InstanceData
+from mmengine.structures import InstanceData, LabelData
+
+from ..classification.structures import ClsDataSample
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-PARTS = ('backbone', 'backbone-train', 'detector-infer', 'detector-train')
+DETECTOR_PARTS = ('backbone', 'backbone-train', 'detector-infer', 'detector-train')
+CLASSIFIER_PARTS = ('backbone', 'backbone-train', 'classifier-infer', 'classifier-train')
+PARTS = DETECTOR_PARTS + CLASSIFIER_PARTS[2:]
+
+
+def is_classifier(cfg) -> bool:
+    return cfg.model.get('type') == 'ImageClassifier'
+
+
+def default_parts(cfg) -> tuple:
+    return CLASSIFIER_PARTS if is_classifier(cfg) else DETECTOR_PARTS
+
+
+def make_cls_batch(batch, shape, num_classes, seed=0):
+    """Random images (uint8) with one random label each, as classifier data."""
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 255, (3, *shape), dtype=torch.uint8, generator=g))
+        s = ClsDataSample(metainfo=dict(img_shape=tuple(shape), ori_shape=tuple(shape)))
+        s.gt_label = LabelData(label=torch.randint(0, num_classes, (1, ), generator=g))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
 
 
 def make_batch(batch, shape, num_classes, seed=0):
@@ -35,14 +61,18 @@ def make_batch(batch, shape, num_classes, seed=0):
 
 
 class Bench:
-    """One model, its optimizer and the preprocessed batch."""
+    """One model (a detector or an ``ImageClassifier``), its optimizer and the
+    preprocessed batch (for a classifier with Mixup/CutMix: mixed once)."""
 
     def __init__(self, cfg, batch, shape, device, dtype):
         torch.manual_seed(0)
         self.model = MODELS.build(cfg.model).to(device)
         self.model.init_weights()
-        num_classes = self._num_classes(cfg)
-        raw = make_batch(batch, tuple(shape), num_classes)
+        self.parts = default_parts(cfg)
+        if is_classifier(cfg):
+            raw = make_cls_batch(batch, tuple(shape), cfg.model.num_classes)
+        else:
+            raw = make_batch(batch, tuple(shape), self._num_classes(cfg))
         self.data = self.model.data_preprocessor(raw, True)
         self.device, self.dtype = device, dtype
         self.optim = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
@@ -60,6 +90,9 @@ class Bench:
         return torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None)
 
     def run(self, part):
+        if part not in self.parts:
+            raise ValueError(f'part {part!r} does not apply to a {type(self.model).__name__}; '
+                             f'choose from {self.parts}')
         m, x, samples = self.model, self.data['inputs'], self.data['data_samples']
         if part == 'backbone':
             m.eval()
@@ -71,11 +104,11 @@ class Bench:
                 loss = sum(o.float().mean() for o in m.backbone(x))
             loss.backward()
             self.optim.zero_grad(set_to_none=True)
-        elif part == 'detector-infer':
+        elif part in ('detector-infer', 'classifier-infer'):
             m.eval()
             with torch.no_grad(), self.autocast():
                 m(x, samples, mode='predict')
-        elif part == 'detector-train':
+        elif part in ('detector-train', 'classifier-train'):
             m.train()
             with self.autocast():
                 loss, _ = m.parse_losses(m(x, samples, mode='loss'))

@@ -160,9 +160,12 @@ class GatedRecurrentCache(nn.Module):
         impl (str): 'eager' runs every operation eagerly (the reference).
             'cuda_graph' runs the image-size-independent part (Eqs. 2-4 and
             the cached keys/values, :meth:`core`) as one captured CUDA graph
-            forward and one backward, on CUDA inputs; the same math. 'auto'
-            is 'cuda_graph' in a single process and 'eager' under
-            torch.distributed (not yet verified with DDP). Default: 'auto'.
+            forward and one backward, on CUDA inputs; the same math. It
+            cannot run under torch.distributed with several processes
+            (capturing inside DistributedDataParallel's forward fails with a
+            CUDA stream-capture error), so it raises there. 'auto' is
+            'cuda_graph' in a single process and 'eager' under
+            torch.distributed. Default: 'auto'.
     """
 
     def __init__(self,
@@ -383,9 +386,13 @@ class GatedRecurrentCache(nn.Module):
         """
         if self.impl == 'eager' or not xbar_g.is_cuda or xbar_g.shape[0] == 0:
             return None
-        if self.impl == 'auto' and dist.is_available() and dist.is_initialized() \
-                and dist.get_world_size() > 1:
-            return None  # graphs under DDP are not verified yet: 'auto' stays eager there
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            if self.impl == 'auto':
+                return None
+            raise RuntimeError(
+                "GRC impl 'cuda_graph' cannot run under torch.distributed with several "
+                'processes: capturing the graph inside DistributedDataParallel\'s forward '
+                "fails. Use cache_impl='auto' (eager there) or 'eager'.")
         grad = torch.is_grad_enabled()
         if not self.gate_x.weight.requires_grad:  # frozen: nothing to differentiate
             return None

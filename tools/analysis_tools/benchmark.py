@@ -2,14 +2,18 @@
 
     python tools/analysis_tools/benchmark.py CACHED_CONFIG [--plain CFG]
         [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--shape 800 1333] [--batch 2]
-        [--parts backbone backbone-train detector-infer detector-train]
+        [--parts backbone backbone-train detector-infer detector-train
+                 classifier-infer classifier-train]
         [--warmup 2] [--reps 5] [--out-dir DIR] [--cfg-options k=v ...]
 
 Both models are built (random init, same seed), warmed up, then each
 repetition times every part for plain and cached back to back, alternating
 which goes first. Reports median and spread (min-max) in ms, the cached/plain
-ratio of medians, and on CUDA the peak memory of each. bf16/fp16 use autocast;
-the train step uses AdamW (and a GradScaler for fp16).
+ratio of medians, images per second, and on CUDA the peak memory of each.
+bf16/fp16 use autocast; the train step uses AdamW (and a GradScaler for fp16).
+An ImageNet config (``ImageClassifier``) is timed as a classifier: parts
+backbone, backbone-train, classifier-infer, classifier-train, e.g.
+``--shape 224 224 --batch 128``.
 """
 import argparse
 import copy
@@ -26,7 +30,7 @@ from mmengine.logging import MMLogger
 
 import grc_mmdet  # noqa: F401
 from grc_mmdet.analysis import load_twin_configs
-from grc_mmdet.analysis.bench import DTYPES, PARTS, Bench
+from grc_mmdet.analysis.bench import DTYPES, PARTS, Bench, default_parts
 
 
 def timed(bench, part, device):
@@ -54,7 +58,8 @@ def main():
     p.add_argument('--dtype', choices=list(DTYPES), default='fp32')
     p.add_argument('--shape', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'))
     p.add_argument('--batch', type=int, default=2)
-    p.add_argument('--parts', nargs='+', choices=PARTS, default=list(PARTS))
+    p.add_argument('--parts', nargs='+', choices=PARTS,
+                   help='default: every part that applies to the model')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--reps', type=int, default=5)
     p.add_argument('--out-dir', help='write benchmark.json here')
@@ -70,6 +75,8 @@ def main():
         plain_cfg = copy.deepcopy(cached_cfg)
         plain_cfg.model.backbone.cache_stages = []
     dtype = DTYPES[args.dtype]
+    if args.parts is None:
+        args.parts = list(default_parts(cached_cfg))
     benches = {'plain': Bench(plain_cfg, args.batch, args.shape, args.device, dtype),
                'cached': Bench(cached_cfg, args.batch, args.shape, args.device, dtype)}
     times = {(n, part): [] for n in benches for part in args.parts}
@@ -91,13 +98,14 @@ def main():
                             device=device_name, dtype=args.dtype,
                             shape=args.shape, batch=args.batch, reps=args.reps,
                             torch=torch.__version__, parts={})
-    head = (f'{"part":<16}{"plain ms":>24}{"cached ms":>24}{"ratio":>7}'
-            f'{"plain MiB":>11}{"cached MiB":>11}{"mem ratio":>10}')
+    head = (f'{"part":<18}{"plain ms":>24}{"cached ms":>24}{"ratio":>7}{"plain img/s":>12}'
+            f'{"cached img/s":>13}{"plain MiB":>11}{"cached MiB":>11}{"mem ratio":>10}')
     for part in args.parts:
         entry = {}
         for name in benches:
             t = times[(name, part)]
             entry[name] = dict(median_ms=statistics.median(t), min_ms=min(t), max_ms=max(t),
+                               img_per_s=args.batch * 1e3 / statistics.median(t),
                                peak_mib=mems[(name, part)] if args.device == 'cuda' else None)
         entry['time_ratio'] = entry['cached']['median_ms'] / entry['plain']['median_ms']
         if args.device == 'cuda':
@@ -108,8 +116,9 @@ def main():
             return f'{e["median_ms"]:.1f} [{e["min_ms"]:.0f}-{e["max_ms"]:.0f}]'
         mem = (f'{entry["plain"]["peak_mib"]:>11.0f}{entry["cached"]["peak_mib"]:>11.0f}'
                f'{entry["mem_ratio"]:>10.3f}') if args.device == 'cuda' else f'{"n/a":>11}' * 2
-        rows.append(f'{part:<16}{cell(entry["plain"]):>24}{cell(entry["cached"]):>24}'
-                    f'{entry["time_ratio"]:>7.3f}{mem}')
+        rows.append(f'{part:<18}{cell(entry["plain"]):>24}{cell(entry["cached"]):>24}'
+                    f'{entry["time_ratio"]:>7.3f}{entry["plain"]["img_per_s"]:>12.1f}'
+                    f'{entry["cached"]["img_per_s"]:>13.1f}{mem}')
     logger.info(f'\n{args.config} on {device_name}, {args.dtype}, batch {args.batch} at '
                 f'{args.shape[0]}x{args.shape[1]}, median [min-max] of {args.reps}\n'
                 + head + '\n' + '\n'.join(rows))

@@ -1,7 +1,7 @@
 """Train a cached config and its plain twin for several seeds and compare them.
 
     python tools/analysis_tools/cached_vs_plain.py CACHED_CONFIG [--seeds 0 1 2]
-        [--work-dir DIR] [--val-interval N] [--jobs N] [--amp]
+        [--work-dir DIR] [--val-interval N] [--jobs N] [--gpus ID ...] [--amp]
         [--launcher {none,pytorch,slurm,mpi}] [--cfg-options k=v ...]
 
 For each seed, both arms are trained with everything else equal: the same
@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -51,6 +52,9 @@ def parse_args():
     p.add_argument('--val-interval', type=int,
                    help='iterations between evaluations (default: the config\'s)')
     p.add_argument('--jobs', type=int, default=1, help='runs trained at the same time')
+    p.add_argument('--gpus', type=int, nargs='+', metavar='ID',
+                   help='spread the runs over these GPUs, one GPU per run, in turn '
+                        '(sets CUDA_VISIBLE_DEVICES of each run); default: as launched')
     p.add_argument('--amp', action='store_true', help='mixed precision (tools/train.py --amp)')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
@@ -103,7 +107,8 @@ def read_history(run_dir: str) -> dict:
                 peak_memory_mb=max(mems) if mems else None)
 
 
-def train_one(arm: str, cfg_path: str, seed: int, args, init: str) -> dict:
+def train_one(arm: str, cfg_path: str, seed: int, args, init: str,
+              gpu: Optional[int] = None) -> dict:
     run_dir = osp.join(args.work_dir, f'seed{seed}', arm)
     done = osp.join(run_dir, 'result.json')
     if osp.isfile(done):
@@ -121,8 +126,11 @@ def train_one(arm: str, cfg_path: str, seed: int, args, init: str) -> dict:
     print(f'[cached_vs_plain] seed {seed} {arm}: training ({" ".join(cmd[1:3])} ...)',
           flush=True)
     os.makedirs(run_dir, exist_ok=True)
+    env = dict(os.environ)
+    if gpu is not None:
+        env['CUDA_VISIBLE_DEVICES'] = str(gpu)
     with open(osp.join(run_dir, 'train_stdout.log'), 'w') as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f'seed {seed} {arm} failed ({proc.returncode}); see '
                            f'{osp.join(run_dir, "train_stdout.log")}')
@@ -219,8 +227,9 @@ def main():
         init = osp.join(args.work_dir, f'seed{seed}', 'init.pth')
         write_init(plain_cfg, seed, init, args.cfg_options)
         jobs += [('plain', plain_cfg, seed, init), ('cached', cached_cfg, seed, init)]
+    gpus = [args.gpus[i % len(args.gpus)] if args.gpus else None for i in range(len(jobs))]
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda j: train_one(j[0], j[1], j[2], args, j[3]), jobs))
+        results = list(pool.map(lambda j, g: train_one(*j[:3], args, j[3], g), jobs, gpus))
     table, stats = summarize(results, args.seeds)
     out = dict(cached_config=args.config, plain_config=plain_cfg, seeds=args.seeds,
                cfg_options=args.cfg_options, amp=args.amp,

@@ -95,9 +95,10 @@ class CachedBackboneMixin:
             None: no pooling.
         cache_impl ('auto' | 'eager' | 'cuda_graph'): how the GRC layers run
             (``impl`` of :class:`~grc_mmdet.models.GatedRecurrentCache`; the
-            same math). 'auto': 'cuda_graph' (which applies to CUDA inputs in
-            a single process), or 'eager' when the backbone uses activation
-            checkpointing (``with_cp``).
+            same math). 'auto': the layers choose at run time, 'cuda_graph'
+            on CUDA in a single process and 'eager' under torch.distributed
+            (graph capture inside DDP's forward fails); 'eager' when the
+            backbone uses activation checkpointing (``with_cp``).
 
     The backbone writes all its caches in one batch after its forward
     (:func:`~grc_mmdet.models.grc.flush_cache_writes`).
@@ -161,9 +162,8 @@ class CachedBackboneMixin:
                                  if isinstance(m, nn.Conv2d)).in_channels
         if cache_impl not in IMPLS:
             raise ValueError(f'cache_impl must be one of {IMPLS}, got {cache_impl!r}')
-        if cache_impl == 'auto':  # checkpoint recomputation and graphs do not mix
-            with_cp = any(getattr(m, 'with_cp', False) for m in self.modules())
-            cache_impl = 'eager' if with_cp else 'cuda_graph'
+        if cache_impl == 'auto' and any(getattr(m, 'with_cp', False) for m in self.modules()):
+            cache_impl = 'eager'  # checkpoint recomputation and graphs do not mix
         self.cache_impl = cache_impl
 
         for s, attns in enumerate(stage_attns):
