@@ -188,10 +188,8 @@ def summarize(results: list, seeds: list) -> tuple:
 
 
 def plot(results: list, path: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 3.6))
+    from grc_mmdet.analysis.plots import iteration_figure, save_iteration_figure
+    fig, axes = iteration_figure(len(METRICS))
     colors = {'plain': 'tab:blue', 'cached': 'tab:red'}
     for ax, metric in zip(axes, METRICS):
         for arm, color in colors.items():
@@ -203,13 +201,7 @@ def plot(results: list, path: str) -> None:
             mean = [statistics.mean(next(v[metric] for v in r['val'] if v['iter'] == it)
                                     for r in runs) for it in iters]
             ax.plot(iters, mean, color=color, lw=2.5, label=f'{arm} (mean of {len(runs)})')
-        ax.set_xlabel('iteration')
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_iteration_figure(fig, axes, METRICS, path)
 
 
 def main():

@@ -25,6 +25,8 @@ import statistics
 
 from mmengine.config import Config
 
+from grc_mmdet.analysis.plots import iteration_figure, save_iteration_figure
+
 
 def newest(pattern: str) -> str:
     paths = sorted(glob.glob(pattern))
@@ -65,19 +67,10 @@ def read_run(work_dir: str, skip: int) -> dict:
 
 
 def plot(runs: list, path: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, axes = iteration_figure(1, width=6.0)
     for r in runs:
-        ax.plot(*zip(*r['loss']), label=osp.basename(osp.normpath(r['work_dir'])))
-    ax.set_xlabel('iteration')
-    ax.set_ylabel('training loss')
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        axes[0].plot(*zip(*r['loss']), label=osp.basename(osp.normpath(r['work_dir'])))
+    save_iteration_figure(fig, axes, ['training loss'], path)
 
 
 def main():
