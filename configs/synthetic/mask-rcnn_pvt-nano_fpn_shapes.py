@@ -76,13 +76,18 @@ val_evaluator = dict(
     format_only=False)
 test_evaluator = val_evaluator
 
+# The learning rate follows a 1500-iteration warm-up + cosine schedule (the one
+# docs/results.md trains to its end); training stops at 1000 iterations, which
+# fit 20 minutes on 2 CPU cores. Stopped there, that schedule gave 0.39-0.42
+# bbox mAP where a cosine ending at 1000 gave 0.33 (same initial weights).
+schedule_iters = 1500
 max_iters = 1000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters,
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=schedule_iters,
          eta_min=1e-5)
 ]
 optim_wrapper = dict(
