@@ -1,5 +1,6 @@
 """Find a cached config's plain twin (``configs/cached_pvt/x_cached-pvt-t_...`` ->
 ``configs/pvt/x_pvt-t_...``) and load both."""
+import copy
 import os.path as osp
 from typing import Optional, Tuple
 
@@ -18,11 +19,23 @@ def twin_config_path(path: str) -> str:
     return twin
 
 
-def load_twin_configs(cached: str, plain: Optional[str] = None) -> Tuple[Config, Config]:
-    """(cached cfg, plain cfg) with backbone pretrained weights disabled."""
+def load_twin_configs(cached: str, plain: Optional[str] = None, cfg_options: Optional[dict] = None,
+                      plain_sdpa: bool = False) -> Tuple[Config, Config]:
+    """(cached cfg, plain cfg) with backbone pretrained weights disabled.
+
+    ``cfg_options`` override settings of the cached config. ``plain_sdpa``:
+    the plain side is the cached config with no GRC layer
+    (``cache_stages=[]``, overrides included): the same attention kernels
+    without the cache, instead of the twin config.
+    """
     cfgs = []
     for path in (cached, plain or twin_config_path(cached)):
         cfg = Config.fromfile(path)
         cfg.model.backbone.init_cfg = None
         cfgs.append(cfg)
-    return cfgs[0], cfgs[1]
+    cached_cfg, plain_cfg = cfgs
+    cached_cfg.merge_from_dict(cfg_options or {})
+    if plain_sdpa:
+        plain_cfg = copy.deepcopy(cached_cfg)
+        plain_cfg.model.backbone.cache_stages = []
+    return cached_cfg, plain_cfg

@@ -16,7 +16,6 @@ backbone, backbone-train, classifier-infer, classifier-train, e.g.
 ``--shape 224 224 --batch 128``.
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -69,11 +68,8 @@ def main():
     args = p.parse_args()
     register_all_modules()
     logger = MMLogger.get_instance('grc_benchmark', log_level='INFO')
-    cached_cfg, plain_cfg = load_twin_configs(args.config, args.plain)
-    cached_cfg.merge_from_dict(args.cfg_options)
-    if args.plain_sdpa:
-        plain_cfg = copy.deepcopy(cached_cfg)
-        plain_cfg.model.backbone.cache_stages = []
+    cached_cfg, plain_cfg = load_twin_configs(args.config, args.plain, args.cfg_options,
+                                              args.plain_sdpa)
     dtype = DTYPES[args.dtype]
     if args.parts is None:
         args.parts = list(default_parts(cached_cfg))

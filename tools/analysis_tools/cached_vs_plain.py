@@ -25,7 +25,6 @@ Writes under ``--work-dir``:
   and each arm's mean thick.
 """
 import argparse
-import glob
 import json
 import math
 import os
@@ -89,19 +88,15 @@ def write_init(plain_cfg: str, seed: int, path: str, options: dict) -> None:
 def read_history(run_dir: str) -> dict:
     """Validation metrics per iteration, time per iteration and peak memory,
     from MMEngine's ``vis_data/scalars.json`` of the run's latest log folder."""
-    files = sorted(glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json')))
-    if not files:
-        raise FileNotFoundError(f'no MMEngine scalars.json under {run_dir}')
+    from grc_mmdet.analysis.logs import is_train_record, read_scalars
     val, times, mems = [], [], []
-    with open(files[-1]) as f:
-        for line in f:
-            rec = json.loads(line)
-            if METRICS[0] in rec:
-                val.append({'iter': rec['step'], **{k: rec.get(k) for k in METRICS}})
-            elif 'time' in rec and 'loss' in rec:
-                times.append(rec['time'])
-                if 'memory' in rec:
-                    mems.append(rec['memory'])
+    for rec in read_scalars(run_dir)[1]:
+        if METRICS[0] in rec:
+            val.append({'iter': rec['step'], **{k: rec.get(k) for k in METRICS}})
+        elif is_train_record(rec):
+            times.append(rec['time'])
+            if 'memory' in rec:
+                mems.append(rec['memory'])
     times = times[len(times) // 10:] or times  # leave out the first tenth (warm-up)
     return dict(val=val, s_per_iter=statistics.mean(times) if times else None,
                 peak_memory_mb=max(mems) if mems else None)

@@ -10,7 +10,6 @@ of GPU kernels and memory copies one run launches, for each model, and the
 difference per GRC layer.
 """
 import argparse
-import copy
 
 import torch
 from mmdet.utils import register_all_modules
@@ -42,11 +41,8 @@ def main():
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = p.parse_args()
     register_all_modules()
-    cached_cfg, plain_cfg = load_twin_configs(args.config, args.plain)
-    cached_cfg.merge_from_dict(args.cfg_options)
-    if args.plain_sdpa:
-        plain_cfg = copy.deepcopy(cached_cfg)
-        plain_cfg.model.backbone.cache_stages = []
+    cached_cfg, plain_cfg = load_twin_configs(args.config, args.plain, args.cfg_options,
+                                              args.plain_sdpa)
     counts = {}
     cuda = args.device == 'cuda'
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])

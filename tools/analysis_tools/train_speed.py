@@ -25,6 +25,7 @@ import statistics
 
 from mmengine.config import Config
 
+from grc_mmdet.analysis.logs import is_train_record, read_scalars
 from grc_mmdet.analysis.plots import iteration_figure, save_iteration_figure
 
 
@@ -36,16 +37,10 @@ def newest(pattern: str) -> str:
 
 
 def read_run(work_dir: str, skip: int) -> dict:
-    scalars = newest(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
-    run_dir = osp.dirname(osp.dirname(scalars))
-    records = []
-    with open(scalars) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'time' in rec and 'loss' in rec:
-                records.append(rec)
+    run_dir, records = read_scalars(work_dir)
+    records = [r for r in records if is_train_record(r)]
     if not records:
-        raise ValueError(f'{scalars} holds no training iterations')
+        raise ValueError(f'{run_dir} logged no training iterations')
     timed = [r for r in records if r['step'] > skip] or records
     cfg = Config.fromfile(newest(osp.join(run_dir, 'vis_data', '*.py')))
     gpus = 1
