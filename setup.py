@@ -55,7 +55,9 @@ setup(
     extras_require={
         'mim': read_requirements('mminstall.txt'),
         'tests': read_requirements('tests.txt'),
-        'all': read_requirements('mminstall.txt') + read_requirements('tests.txt'),
+        'optional': read_requirements('optional.txt'),
+        'all': read_requirements('mminstall.txt') + read_requirements('tests.txt') +
+        read_requirements('optional.txt'),
     },
     license='Apache-2.0',
     license_files=['LICENSE'],

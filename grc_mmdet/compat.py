@@ -15,11 +15,16 @@ checkpoints safe to load instead of loosening the loader:
    ``collections.Counter`` (MultiStep schedulers keep their milestones in
    one). No numpy global is allowed, so a forged numpy object in a file is
    refused with an exception.
-3. ``http(s)://`` checkpoints (``init_cfg`` Pretrained, ``load_from``) load
-   with ``weights_only=True`` too; MMEngine's loader would run torch's hub
-   loader with ``weights_only=False``. A downloaded file that holds a type
-   safe loading refuses stops with an error naming it and the way to trust
-   such a file: ``tools/misc/convert_trusted_checkpoint.py``.
+3. Every scheme MMEngine's ``CheckpointLoader`` knows loads with
+   ``weights_only=True``: ``http(s)://`` and the names that resolve to URLs
+   (``open-mmlab://``, ``mmcls://``, ``torchvision://``) download through
+   :func:`load_url_weights_only` (MMEngine's would run torch's hub loader with
+   ``weights_only=False``), and any scheme's loader, also one registered
+   later, runs under :func:`forced_weights_only`. A download that is refused
+   is removed from torch's hub cache. A file that is not a checkpoint (an
+   HTML page) is reported as such; one that holds a type safe loading
+   refuses stops with an error naming it and the way to trust such a file:
+   ``tools/misc/convert_trusted_checkpoint.py``.
 
 A checkpoint written without ``grc_mmdet`` imported still holds numpy
 objects and functions; torch refuses it with a message naming the global.
@@ -27,12 +32,18 @@ Convert it once with ``tools/misc/convert_trusted_checkpoint.py`` if you
 trust it.
 """
 import collections
+import contextlib
 import numbers
+import os
+import os.path as osp
+from typing import Optional
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
 TRUST_TOOL = 'tools/misc/convert_trusted_checkpoint.py'
+_FORCE_ENV = 'TORCH_FORCE_WEIGHTS_ONLY_LOAD'
 _HB_KEYS = {'_log_history', '_count_history', 'max_length'}
 
 
@@ -59,6 +70,7 @@ def _history_buffer_setstate(self, state) -> None:
                 isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
             raise ValueError(f'HistoryBuffer {key} must be a list of numbers')
         arrays[key] = np.asarray(values, dtype=np.float64)
+    self._set_default_statistics()  # 'mean', 'current' ... (__init__ would register them)
     self.max_length = max_length
     self._log_history = arrays['_log_history']
     self._count_history = arrays['_count_history']
@@ -89,24 +101,68 @@ def _saving_builtins(save_checkpoint):
     return wrapper
 
 
-def load_url_weights_only(filename, map_location=None, model_dir=None, progress=False):
-    """``http(s)://`` checkpoints through torch's hub cache, loaded with
-    ``weights_only=True`` (rank 0 downloads first under torch.distributed)."""
+def _hub_cached_file(url: str, model_dir: Optional[str] = None,
+                     file_name: Optional[str] = None) -> str:
+    """Where torch's hub keeps the download of ``url``."""
+    if model_dir is None:
+        model_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
+    return osp.join(model_dir, file_name or osp.basename(urlparse(url).path))
+
+
+def _check_looks_like_checkpoint(path: str, source: str) -> None:
+    """A torch checkpoint is a zip archive (torch >= 1.6) or a pickle (protocol
+    >= 2 starts with 0x80); anything else (an HTML error page, a truncated
+    download) is reported as such, not as an unsafe type."""
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    if head[:4] == b'PK\x03\x04' or head[:1] == b'\x80':
+        return
+    raise RuntimeError(f'{source} is not a checkpoint: a torch checkpoint is a zip archive or a '
+                       f'pickle, this file starts with {head!r} (an HTML page, a text file or '
+                       f'a truncated download?). It was not loaded.')
+
+
+def load_url_weights_only(url: str, model_dir: Optional[str] = None, map_location=None,
+                          progress: bool = False, check_hash: bool = False,
+                          file_name: Optional[str] = None):
+    """``torch.hub.load_state_dict_from_url`` with ``weights_only=True``.
+
+    The download goes to torch's hub cache as usual. A file that is refused
+    (not a checkpoint, or holding a type safe loading refuses) is deleted from
+    the cache, so a later load (``open-mmlab://`` names resolve to the same
+    cached file) cannot pick it up as if it were good.
+    """
+    cached = _hub_cached_file(url, model_dir, file_name)
+    if not osp.isfile(cached):
+        os.makedirs(osp.dirname(cached), exist_ok=True)
+        digest = None
+        if check_hash:
+            match = torch.hub.HASH_REGEX.search(osp.basename(cached))
+            digest = match.group(1) if match else None
+        torch.hub.download_url_to_file(url, cached, digest, progress=progress)
+    try:
+        _check_looks_like_checkpoint(cached, url)
+        return torch.load(cached, map_location=map_location, weights_only=True)
+    except Exception as e:
+        os.remove(cached)
+        if 'weights_only' not in str(e) and 'Weights only' not in str(e):
+            raise
+        raise RuntimeError(
+            f'The checkpoint at {url} holds a type that safe loading '
+            f'(torch.load(weights_only=True)) refuses; it was not loaded and was removed '
+            f'from the download cache. Torch said: {str(e).splitlines()[0]}. If you trust '
+            f'this file, convert it once with `python {TRUST_TOOL} {url} local.pth` and '
+            f'use local.pth.') from e
+
+
+def load_from_http_weights_only(filename, map_location=None, model_dir=None, progress=False):
+    """MMEngine's ``http(s)://`` scheme with :func:`load_url_weights_only`
+    (rank 0 downloads first under torch.distributed)."""
     from mmengine.dist import get_dist_info
 
     def load():
-        try:
-            return torch.hub.load_state_dict_from_url(
-                filename, model_dir=model_dir, map_location=map_location,
-                progress=progress, weights_only=True)
-        except Exception as e:  # torch raises UnpicklingError (or a subclass of it)
-            if 'weights_only' not in str(e) and 'Weights only' not in str(e):
-                raise
-            raise RuntimeError(
-                f'The checkpoint at {filename} holds a type that safe loading '
-                f'(torch.load(weights_only=True)) refuses; it was not loaded. Torch said: '
-                f'{str(e).splitlines()[0]}. If you trust this file, convert it once with '
-                f'`python {TRUST_TOOL} {filename} local.pth` and use local.pth.') from e
+        return load_url_weights_only(filename, model_dir=model_dir, map_location=map_location,
+                                     progress=progress)
 
     rank, world_size = get_dist_info()
     if rank == 0:
@@ -116,6 +172,32 @@ def load_url_weights_only(filename, map_location=None, model_dir=None, progress=
         if rank > 0:
             checkpoint = load()
     return checkpoint
+
+
+@contextlib.contextmanager
+def forced_weights_only():
+    """Every ``torch.load`` inside runs with ``weights_only=True``, whatever
+    its caller passes (torch's own switch, ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``)."""
+    previous = os.environ.get(_FORCE_ENV)
+    os.environ[_FORCE_ENV] = '1'
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_FORCE_ENV, None)
+        else:
+            os.environ[_FORCE_ENV] = previous
+
+
+def _safe_scheme_loading(load_checkpoint):
+    """``CheckpointLoader.load_checkpoint`` whose scheme loader, whichever it
+    is (MMEngine's, or one registered later), runs under
+    :func:`forced_weights_only`."""
+    def wrapper(cls, filename, map_location=None, logger='current'):
+        with forced_weights_only():
+            return load_checkpoint.__func__(cls, filename, map_location, logger)
+    wrapper._grc_safe = True
+    return classmethod(wrapper)
 
 
 def install() -> None:
@@ -129,6 +211,17 @@ def install() -> None:
     for mod in (ckpt_mod, runner_mod):
         if not getattr(mod.save_checkpoint, '_grc_safe', False):
             mod.save_checkpoint = _saving_builtins(mod.save_checkpoint)
-    ckpt_mod.CheckpointLoader.register_scheme(
-        prefixes=('http://', 'https://'), loader=load_url_weights_only, force=True)
+    # open-mmlab://, mmcls://, torchvision:// ... call the module-level
+    # load_from_http / load_url: replace both, and every scheme bound to them.
+    loader_cls = ckpt_mod.CheckpointLoader
+    if not hasattr(ckpt_mod, '_grc_original_load_from_http'):
+        ckpt_mod._grc_original_load_from_http = ckpt_mod.load_from_http
+    unsafe = ckpt_mod._grc_original_load_from_http
+    ckpt_mod.load_from_http = load_from_http_weights_only
+    ckpt_mod.load_url = load_url_weights_only
+    for prefix, loader in list(loader_cls._schemes.items()):
+        if loader is unsafe:
+            loader_cls.register_scheme(prefix, loader=load_from_http_weights_only, force=True)
+    if not getattr(loader_cls.load_checkpoint, '_grc_safe', False):
+        loader_cls.load_checkpoint = _safe_scheme_loading(loader_cls.load_checkpoint)
     torch.serialization.add_safe_globals([collections.Counter, HistoryBuffer])

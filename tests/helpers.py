@@ -1,4 +1,5 @@
 """Helpers shared by the tests (imported as ``tests.helpers``)."""
+import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -24,6 +25,14 @@ def cached_cfg(name: str, **kwargs) -> dict:
     cfg = dict(SMALL_BACKBONES[name], **kwargs)
     cfg['type'] = 'Cached' + cfg['type']
     return cfg
+
+
+def load_tool(name: str, folder: str = 'tools/analysis_tools'):
+    """A tool script of the repository, imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, folder, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(args, shapes_root, timeout=600, env_extra=None, cwd=ROOT):

@@ -1,13 +1,28 @@
-"""The embedded default main job: GRC Shapes -> train a cached Mask R-CNN -> COCO metrics.
+"""The embedded default main job, the whole workflow in miniature on the CPU:
+pre-train the cached backbone, hand it on, detect, evaluate.
 
-    python tools/main_job.py [--config CFG] [--work-dir DIR] [--data-root DIR]
-                             [--iters N] [--skip-untrained]
+    python tools/main_job.py [--config CFG] [--cls-config CFG] [--work-dir DIR]
+                             [--data-root DIR] [--cls-data-root DIR]
+                             [--iters N] [--cls-iters N] [--skip-untrained]
 
-1. writes the generated dataset if ``--data-root`` has none,
-2. evaluates the untrained detector (COCO bbox/segm mAP, the reference point),
-3. trains it (MMEngine logger: loss, lr, ETA) and evaluates again,
-4. writes ``summary.json``, ``summary.md`` and ``predictions.png`` (predictions
-   drawn on validation images) under the work dir.
+1. writes the GRC Shapes detection dataset if ``--data-root`` has none, and
+   the classification dataset (object crops of other generated GRC Shapes
+   images, ImageNet layout) if ``--cls-data-root`` has none;
+2. pre-trains the detector config's backbone as a classifier (the
+   classification path of ``grc_mmdet.classification``; MMEngine's logger
+   shows progress) and reports its top-1 on the crops' val split;
+3. hands the backbone on to the detector with
+   ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...)``,
+   as a user would with an ImageNet checkpoint, and checks that every tensor
+   (caches included) arrived;
+4. evaluates the detector before fine-tuning (the reference point), fine-tunes
+   it and evaluates again (COCO bbox/segm mAP, and the predicted boxes at score
+   >= 0.3 per ground-truth object);
+5. writes ``summary.json``, ``summary.md`` and ``predictions.png`` under the
+   work dir.
+
+``--config configs/synthetic/mask-rcnn_pvt-nano_fpn_shapes.py`` runs the same
+job with the plain backbone (its classifier is pre-trained the same way).
 """
 import argparse
 import copy
@@ -26,13 +41,29 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import grc_mmdet  # noqa: E402,F401
+from grc_mmdet.classification import make_shapes_crops  # noqa: E402
 from grc_mmdet.datasets import dataset_ready, make_synthetic_coco  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/synthetic/mask-rcnn_cached-pvt-nano_fpn_shapes.py'
-COMPARISON = ('This trains one cached config. A comparison with its plain twin (same data '
-              'order and initial weights, several seeds) is in docs/results.md; make one with '
-              'tools/analysis_tools/cached_vs_plain.py.')
+CLS_CONFIGS = {True: 'configs/synthetic/cached-pvt-nano_shapes-cls.py',
+               False: 'configs/synthetic/pvt-nano_shapes-cls.py'}
+COMPARISON = ('A comparison of cached and plain (same data order and initial weights, several '
+              'seeds) is in docs/results.md; make one with '
+              'tools/analysis_tools/cached_vs_plain.py, or run this job with --config '
+              'configs/synthetic/mask-rcnn_pvt-nano_fpn_shapes.py.')
 KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50')
+SCORE_THR = 0.3  # boxes a person sees in predictions.png
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
 
 
 def scores(metrics: dict) -> dict:
@@ -41,12 +72,37 @@ def scores(metrics: dict) -> dict:
     return {k: float(metrics.get(k, 0.0)) for k in KEYS}
 
 
+def set_iters(cfg: Config, iters: int) -> None:
+    """Train ``iters`` iterations, the schedulers cut at that length,
+    evaluate once at the end (by the job, not the loop)."""
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters + 1
+    cfg.default_hooks.checkpoint.interval = iters
+    for sched in cfg.param_scheduler:
+        sched.end = min(sched.end, iters)
+        sched.begin = min(sched.begin, max(iters - 1, 0))
+
+
 def set_data_root(cfg: Config, root: str) -> None:
     root = root.rstrip('/') + '/'
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[split].dataset.data_root = root
     for ev in ('val_evaluator', 'test_evaluator'):
-        cfg[ev].ann_file = root + 'annotations/val.json'
+        if 'ann_file' in cfg[ev]:
+            cfg[ev].ann_file = root + 'annotations/val.json'
+
+
+def classifier_config(path: str, det_cfg: Config, data_root: str) -> Config:
+    """The classifier config with exactly the detector's backbone (so the
+    hand-off loads every tensor), its width and the job's data."""
+    cfg = Config.fromfile(path)
+    backbone = copy.deepcopy(det_cfg.model.backbone)
+    backbone.pop('_delete_', None)
+    backbone.init_cfg = None
+    cfg.model.backbone = backbone
+    cfg.model.in_channels = det_cfg.model.neck.in_channels[-1]
+    set_data_root(cfg, data_root)
+    return cfg
 
 
 def build_runner(cfg: Config, work_dir: str, name: str) -> Runner:
@@ -56,20 +112,51 @@ def build_runner(cfg: Config, work_dir: str, name: str) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+def check_handoff(backbone: torch.nn.Module, checkpoint: str) -> dict:
+    """Compare the detector's backbone with the classifier checkpoint's
+    ``backbone.`` tensors: how many arrived bit-exactly, and the caches."""
+    state = torch.load(checkpoint, map_location='cpu', weights_only=True)['state_dict']
+    saved = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    own = backbone.state_dict()
+    equal = [k for k, v in saved.items() if k in own and torch.equal(own[k], v)]
+    caches = [k for k in own if k.endswith('.cache')]
+    return dict(checkpoint=checkpoint, backbone_tensors=len(own), in_checkpoint=len(saved),
+                equal=len(equal), missing=sorted(set(own) - set(saved)),
+                differ=sorted(set(saved) - set(equal)), caches=len(caches),
+                caches_written=sum(int(torch.count_nonzero(own[k]) > 0) for k in caches))
+
+
+def boxes_per_object(prefix: str, ann_file: str, score_thr: float = SCORE_THR) -> dict:
+    """Predicted boxes at score >= ``score_thr`` per ground-truth object, from
+    the detections CocoMetric wrote (``prefix.bbox.json``)."""
+    with open(prefix + '.bbox.json') as f:
+        dets = json.load(f)
+    with open(ann_file) as f:
+        objects = len(json.load(f)['annotations'])
+    shown = sum(d['score'] >= score_thr for d in dets)
+    return dict(score_thr=score_thr, boxes=shown, objects=objects,
+                boxes_per_object=round(shown / max(objects, 1), 3))
+
+
 def draw_predictions(runner: Runner, out_file: str, num: int = 6, score_thr: float = 0.3):
     """Boxes, masks, labels and scores on ``num`` validation images, as one PNG."""
     model = runner.model.eval()
-    classes = runner.test_dataloader.dataset.metainfo['classes']
+    dataset = runner.test_dataloader.dataset
+    classes = dataset.metainfo['classes']
+    num = min(num, len(dataset))  # a data root with few validation images
     colors = plt.cm.tab10(np.arange(len(classes)))
     batch = {'inputs': [], 'data_samples': []}
     for i in range(num):
-        item = runner.test_dataloader.dataset[i]
+        item = dataset[i]
         batch['inputs'].append(item['inputs'])
         batch['data_samples'].append(item['data_samples'])
     with torch.no_grad():
         preds = model.test_step(batch)
-    cols = 3
-    fig, axes = plt.subplots((num + cols - 1) // cols, cols, figsize=(4 * cols, 3.2 * num / cols))
+    cols = min(3, num)
+    rows = (num + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax in np.ravel(axes)[num:]:
+        ax.axis('off')
     for ax, pred in zip(np.ravel(axes), preds):
         img = plt.imread(pred.img_path)
         ax.imshow(img)
@@ -96,60 +183,117 @@ def draw_predictions(runner: Runner, out_file: str, num: int = 6, score_thr: flo
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--config', default=DEFAULT_CONFIG)
+    p.add_argument('--config', default=DEFAULT_CONFIG, help='the detector config')
+    p.add_argument('--cls-config', help='the pre-training config (default: the cached or plain '
+                   'nano classifier, as the detector\'s backbone)')
     p.add_argument('--work-dir', default='work_dirs/main_job')
     p.add_argument('--data-root', default='data/shapes')
-    p.add_argument('--iters', type=int, help='training iterations (default: the config\'s)')
+    p.add_argument('--cls-data-root', default='data/shapes_cls')
+    p.add_argument('--iters', type=positive_int,
+                   help='detector fine-tuning iterations (default: the config\'s)')
+    p.add_argument('--cls-iters', type=positive_int,
+                   help='classifier pre-training iterations (default: the config\'s)')
     p.add_argument('--skip-untrained', action='store_true',
-                   help='do not evaluate the untrained model first')
+                   help='do not evaluate the detector before fine-tuning')
     args = p.parse_args()
     t0 = time.time()
+    seconds = {}
 
+    t = time.time()
     if not dataset_ready(args.data_root):
         print(f'[main job] writing the GRC Shapes dataset to {args.data_root}')
         make_synthetic_coco(args.data_root)
-    cfg = Config.fromfile(args.config)
-    set_data_root(cfg, args.data_root)
-    if args.iters:
-        cfg.train_cfg.max_iters = args.iters
-        cfg.train_cfg.val_interval = args.iters + 1
-        cfg.default_hooks.checkpoint.interval = args.iters
-        for sched in cfg.param_scheduler:
-            sched.end = min(sched.end, args.iters)
-            sched.begin = min(sched.begin, max(args.iters - 1, 0))
-    else:
-        cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1  # evaluate once, below
+    if not osp.isfile(osp.join(args.cls_data_root, 'meta', 'val.txt')):
+        print(f'[main job] writing the GRC Shapes crops (classification) to {args.cls_data_root}')
+        make_shapes_crops(args.cls_data_root)
+    seconds['data'] = round(time.time() - t, 1)
 
-    summary = dict(config=args.config, iterations=cfg.train_cfg.max_iters)
-    if not args.skip_untrained:
-        print('[main job] evaluating the untrained detector (reference point)')
-        runner = build_runner(cfg, osp.join(args.work_dir, 'untrained'), 'untrained')
-        metrics = runner.test()
-        summary['untrained'] = scores(metrics)
-    print(f'[main job] training {cfg.train_cfg.max_iters} iterations')
-    runner = build_runner(cfg, args.work_dir, 'train')
-    t_train = time.time()
+    det_cfg = Config.fromfile(args.config)
+    set_data_root(det_cfg, args.data_root)
+    if args.iters is not None:
+        set_iters(det_cfg, args.iters)
+    else:
+        det_cfg.train_cfg.val_interval = det_cfg.train_cfg.max_iters + 1  # evaluated below
+    cached = str(det_cfg.model.backbone.type).startswith('Cached')
+    cls_cfg = classifier_config(args.cls_config or CLS_CONFIGS[cached], det_cfg,
+                                args.cls_data_root)
+    set_iters(cls_cfg, args.cls_iters or cls_cfg.train_cfg.max_iters)
+    summary = dict(config=args.config, cls_config=args.cls_config or CLS_CONFIGS[cached])
+
+    # 1. pre-train the backbone as a classifier
+    print(f'[main job] 1/3 pre-training {det_cfg.model.backbone.type} as a classifier, '
+          f'{cls_cfg.train_cfg.max_iters} iterations')
+    t = time.time()
+    runner = build_runner(cls_cfg, osp.join(args.work_dir, 'pretrain'), 'pretrain')
     runner.train()
-    summary['train_seconds'] = round(time.time() - t_train, 1)
-    metrics = runner.test()
-    summary['trained'] = scores(metrics)
+    top1 = float(runner.test()['accuracy/top1'])
+    seconds['pretrain'] = round(time.time() - t, 1)
+    ckpt = osp.join(args.work_dir, 'pretrain', f'iter_{cls_cfg.train_cfg.max_iters}.pth')
+    summary['classifier'] = dict(iterations=cls_cfg.train_cfg.max_iters, top1=top1,
+                                 val_images=len(runner.test_dataloader.dataset))
+    print(f'[main job] classifier top-1 on the crops\' val split: {top1:.2f}%')
+
+    # 2. hand the backbone on, as a user would with an ImageNet checkpoint
+    det_cfg.model.backbone.init_cfg = dict(type='Pretrained', prefix='backbone.',
+                                           checkpoint=ckpt)
+    prefix = osp.join(args.work_dir, 'predictions')
+    det_cfg.test_evaluator.outfile_prefix = prefix  # detections as JSON, to count boxes
+    runner = build_runner(det_cfg, args.work_dir, 'finetune')
+    runner.model.init_weights()
+    handoff = check_handoff(runner.model.backbone, ckpt)
+    summary['handoff'] = handoff
+    print(f'[main job] 2/3 hand-off: {handoff["equal"]}/{handoff["backbone_tensors"]} backbone '
+          f'tensors equal to the classifier\'s, {handoff["caches_written"]}/{handoff["caches"]} '
+          f'caches written')
+    if handoff['missing'] or handoff['differ']:
+        raise RuntimeError(f'the backbone did not arrive whole: {handoff}')
+
+    # 3. fine-tune and evaluate the detector
+    if not args.skip_untrained:
+        print('[main job] evaluating the detector before fine-tuning (reference point)')
+        summary['untrained'] = scores(runner.test())
+    print(f'[main job] 3/3 fine-tuning the detector, {det_cfg.train_cfg.max_iters} iterations '
+          f'(the weights were initialised and loaded above: MMEngine\'s "init_weights ... called '
+          f'more than once" below means they are kept)')
+    summary['iterations'] = det_cfg.train_cfg.max_iters
+    t = time.time()
+    runner.train()
+    seconds['finetune'] = round(time.time() - t, 1)
+    summary['trained'] = scores(runner.test())
+    summary['boxes'] = boxes_per_object(prefix, det_cfg.test_evaluator.ann_file)
     png = osp.join(args.work_dir, 'predictions.png')
     draw_predictions(runner, png)
     summary['predictions_png'] = png
-    summary['total_seconds'] = round(time.time() - t0, 1)
+    seconds['total'] = round(time.time() - t0, 1)
+    summary['seconds'] = seconds
     summary['comparison'] = COMPARISON
+    write_summary(summary, args.work_dir)
 
-    with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
+
+def write_summary(summary: dict, work_dir: str) -> None:
+    with open(osp.join(work_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    rows = ['| model | bbox mAP | bbox mAP@50 | segm mAP | segm mAP@50 |', '|---|---|---|---|---|']
-    for name in ('untrained', 'trained'):
+    rows = ['| detector | bbox mAP | bbox mAP@50 | segm mAP | segm mAP@50 |',
+            '|---|---|---|---|---|']
+    for name, label in (('untrained', 'pre-trained backbone, before fine-tuning'),
+                        ('trained', f'fine-tuned, {summary["iterations"]} iterations')):
         if name in summary:
-            rows.append(f'| {name} | ' + ' | '.join(f'{summary[name][k]:.3f}' for k in KEYS) + ' |')
-    text = '\n'.join([f'# Main job: {args.config}', '',
-                      f'{summary["iterations"]} iterations, training {summary["train_seconds"]} s, '
-                      f'whole job {summary["total_seconds"]} s', ''] + rows +
-                     ['', f'Predictions: {png}', '', COMPARISON, ''])
-    with open(osp.join(args.work_dir, 'summary.md'), 'w') as f:
+            rows.append(f'| {label} | ' + ' | '.join(f'{summary[name][k]:.3f}' for k in KEYS)
+                        + ' |')
+    cls, hand, boxes, sec = (summary[k] for k in ('classifier', 'handoff', 'boxes', 'seconds'))
+    text = '\n'.join([
+        f'# Main job: {summary["config"]}', '',
+        f'1. Pre-training ({summary["cls_config"]}, {cls["iterations"]} iterations): '
+        f'top-1 {cls["top1"]:.2f}% on {cls["val_images"]} val crops, {sec["pretrain"]} s.',
+        f'2. Hand-off (init_cfg Pretrained, prefix backbone.): {hand["equal"]}/'
+        f'{hand["backbone_tensors"]} tensors equal, {hand["caches_written"]}/{hand["caches"]} '
+        f'caches written.',
+        f'3. Fine-tuning: {sec["finetune"]} s.', ''] + rows + [
+        '', f'Boxes at score >= {boxes["score_thr"]}: {boxes["boxes"]} for {boxes["objects"]} '
+        f'objects, {boxes["boxes_per_object"]} per object.', '',
+        f'Data {sec["data"]} s, whole job {sec["total"]} s. Predictions: '
+        f'{summary["predictions_png"]}', '', summary['comparison'], ''])
+    with open(osp.join(work_dir, 'summary.md'), 'w') as f:
         f.write(text)
     print(text)
 

@@ -58,6 +58,8 @@ fi
 
 step "install mmengine, mmdet, pycocotools, pytest and the project (editable)"
 "${PIP[@]}" -q -r "$ROOT/requirements.txt"
+step "install MMDetection's stock-tool extras (requirements/optional.txt: psutil, seaborn)"
+"${PIP[@]}" -q -r "$ROOT/requirements/optional.txt"
 "${PIP[@]}" -q --no-build-isolation --no-deps -e "$ROOT"
 
 step "verify imports"

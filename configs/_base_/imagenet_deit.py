@@ -38,8 +38,9 @@ test_evaluator = val_evaluator
 model = dict(
     type='ImageClassifier',
     num_classes=num_classes,
-    data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=num_classes,
-                           label_smoothing=0.1, mixup_alpha=0.8, cutmix_alpha=1.0))
+    # the preprocessor takes num_classes from the model
+    data_preprocessor=dict(type='ClsDataPreprocessor', label_smoothing=0.1, mixup_alpha=0.8,
+                           cutmix_alpha=1.0))
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=5e-4 * 1024 / 512, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.,

@@ -8,8 +8,9 @@ _base_ = [
 custom_imports = dict(imports=['grc_mmdet'], allow_failed_imports=False)
 
 classes = ('circle', 'square', 'triangle', 'star')
-# GRC_SHAPES_ROOT (environment) moves the dataset, e.g. for tests.
-data_root = '{{$GRC_SHAPES_ROOT:data/shapes/}}'
+# GRC_SHAPES_ROOT (environment) moves the dataset, e.g. for tests (with or
+# without a trailing slash).
+data_root = '{{$GRC_SHAPES_ROOT:data/shapes/}}'.rstrip('/') + '/'
 image_scale = (256, 192)  # (w, h) of the generated images
 feat = 64  # neck / head width
 
@@ -54,7 +55,7 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
 ]
-shapes = dict(type='CocoDataset', data_root=data_root, metainfo=metainfo)
+shapes = dict(type='GRCShapesDataset', data_root=data_root, metainfo=metainfo)
 loader = dict(batch_size=4, num_workers=1, persistent_workers=True)
 train_dataloader = dict(
     **loader,

@@ -4,6 +4,7 @@ DeiT-style batch augmentations: label smoothing, Mixup and CutMix.
 Its checkpoint keeps the backbone under ``backbone.``, so a detector loads it
 with ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...)``.
 """
+import math
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -60,8 +61,18 @@ class ClsDataPreprocessor(ImgDataPreprocessor):
                  std=(58.395, 57.12, 57.375), bgr_to_rgb=True, label_smoothing=0.,
                  mixup_alpha=0., cutmix_alpha=0., switch_prob=0.5, **kwargs):
         super().__init__(mean=mean, std=std, bgr_to_rgb=bgr_to_rgb, **kwargs)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
         if not 0 <= label_smoothing < 1:
             raise ValueError(f'label_smoothing must be in [0, 1), got {label_smoothing}')
+        for name, alpha in (('mixup_alpha', mixup_alpha), ('cutmix_alpha', cutmix_alpha)):
+            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or \
+                    not math.isfinite(alpha) or alpha < 0:
+                raise ValueError(f'{name} must be a finite number >= 0 (0 disables it), '
+                                 f'got {alpha!r}')
+        if isinstance(switch_prob, bool) or not isinstance(switch_prob, (int, float)) or \
+                not 0 <= switch_prob <= 1:
+            raise ValueError(f'switch_prob must be a probability in [0, 1], got {switch_prob!r}')
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
         self.mixup_alpha, self.cutmix_alpha, self.switch_prob = \
             mixup_alpha, cutmix_alpha, switch_prob
@@ -70,7 +81,11 @@ class ClsDataPreprocessor(ImgDataPreprocessor):
     def forward(self, data: dict, training: bool = False) -> dict:
         data = super().forward(data, training)
         samples = data['data_samples']
-        labels = torch.cat([s.gt_label.label for s in samples]).to(data['inputs'].device)
+        labels = torch.cat([s.gt_label.label for s in samples])
+        if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
+            raise ValueError(f'ClsDataPreprocessor: labels must be in [0, {self.num_classes}) '
+                             f'(num_classes={self.num_classes}), got {labels.tolist()}')
+        labels = labels.to(data['inputs'].device)
         target = smooth_one_hot(labels, self.num_classes, self.label_smoothing)
         x = data['inputs']
         if training and (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and len(samples) > 1:
@@ -95,12 +110,21 @@ class ImageClassifier(BaseModel):
         backbone (dict): any backbone config, e.g. a cached PVT.
         num_classes (int): K.
         in_channels (int): channels of the backbone's last output.
-        data_preprocessor (dict | None): a ClsDataPreprocessor config.
+        data_preprocessor (dict | None): a ClsDataPreprocessor config; its
+            ``num_classes`` defaults to the classifier's.
         init_cfg (dict | None): MMEngine init config.
     """
 
     def __init__(self, backbone: dict, num_classes: int, in_channels: int,
                  data_preprocessor: Optional[dict] = None, init_cfg=None):
+        if isinstance(data_preprocessor, dict) and \
+                data_preprocessor.get('type') == 'ClsDataPreprocessor':
+            data_preprocessor = dict(data_preprocessor)
+            data_preprocessor.setdefault('num_classes', num_classes)
+            if data_preprocessor['num_classes'] != num_classes:
+                raise ValueError(f'ImageClassifier: num_classes={num_classes} but its '
+                                 f'data_preprocessor has num_classes='
+                                 f'{data_preprocessor["num_classes"]}')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.head = nn.Linear(in_channels, num_classes)

@@ -13,6 +13,8 @@ from typing import Dict, List
 
 import cv2
 import numpy as np
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
 from pycocotools import mask as mask_utils
 
 CLASSES = ('circle', 'square', 'triangle', 'star')
@@ -131,3 +133,24 @@ def make_synthetic_coco(root: str, num_train: int = 400, num_val: int = 80,
 def dataset_ready(root: str) -> bool:
     """Both annotation files exist under ``root``."""
     return all(osp.isfile(osp.join(root, 'annotations', f'{s}.json')) for s in ('train', 'val'))
+
+
+@DATASETS.register_module()
+class GRCShapesDataset(CocoDataset):
+    """The generated GRC Shapes dataset: MMDet's CocoDataset with its classes,
+    and an error that says how to make the data when it is missing."""
+
+    METAINFO = dict(classes=CLASSES,
+                    palette=[(220, 20, 60), (0, 128, 255), (0, 160, 0), (255, 160, 0)])
+
+    def load_data_list(self):
+        if not osp.isfile(self.ann_file):
+            root = self.data_root or osp.dirname(osp.dirname(self.ann_file))
+            raise FileNotFoundError(
+                f'GRC Shapes annotations not found at {self.ann_file}. This dataset is '
+                f'generated, not downloaded: write it with `python '
+                f'tools/misc/make_shapes_dataset.py --out {root}` (from an installed package: '
+                f'`python $(python -c "import grc_mmdet.utils as u; print(u.mim_root())")'
+                f'/tools/misc/make_shapes_dataset.py --out {root}`), or point GRC_SHAPES_ROOT '
+                f'at it.')
+        return super().load_data_list()

@@ -60,15 +60,17 @@ def compare_rank_checksums(gathered: List[torch.Tensor], names: List[str]) -> No
 class GRCMonitorHook(Hook):
     """Log GRC state during training and check the caches agree across ranks.
 
-    Every ``interval`` training iterations it puts the mean attention ratio
-    sigmoid(lambda) of each stage's GRC layers (``train/grc_ratio_s{stage}``)
-    and the count of skipped non-finite cache writes
+    At the first and every ``interval`` training iterations it puts the mean
+    attention ratio sigmoid(lambda) of each stage's GRC layers
+    (``train/grc_ratio_s{stage}``) and the count of skipped non-finite cache writes
     (``train/grc_skipped_writes``) in the log, and warns when that count grew:
     the model counts skipped writes, this hook is the one place that reports
     them. After training (and at every ``interval`` when ``check_sync``) it
     compares checksums of all caches across ranks and raises if they are not
     finite or differ. ``dump_dir``: each rank saves its caches there after
-    training (``caches_rank{r}.pth``), for inspection.
+    training (``caches_rank{r}.pth``), for inspection. It runs before
+    MMEngine's LoggerHook, so every log record (the first included) carries
+    the ratios: ``analyze_logs.py plot_curve --keys grc_ratio_s0`` works.
 
     Args:
         interval (int): iterations between logs. Default 50.
@@ -76,7 +78,9 @@ class GRCMonitorHook(Hook):
         dump_dir (str | None): where to save per-rank caches. Default None.
     """
 
-    priority = 'LOW'
+    # before LoggerHook (BELOW_NORMAL): the ratios go into the same log record
+    # as the loss of that iteration
+    priority = 'NORMAL'
 
     def __init__(self, interval: int = 50, check_sync: bool = True, dump_dir=None):
         self.interval = interval
@@ -103,7 +107,8 @@ class GRCMonitorHook(Hook):
         compare_rank_checksums([g.cpu() for g in gathered], [n for n, _ in layers])
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if not self.every_n_train_iters(runner, self.interval):
+        # the first iteration too, so that every log record carries the ratios
+        if runner.iter != 0 and not self.every_n_train_iters(runner, self.interval):
             return
         layers = self._layers(runner)
         if not layers:

@@ -24,10 +24,11 @@ budget is the paper's (gates 6*D_m^2 + cached q/k/v 3*D_m^2 per layer; PVT-Tiny
 +1.74M). The caller applies its usual output projection to ``O``.
 
 Cache semantics (Eq. 8 and our decisions): the buffer ``cache`` (h_m, w_m, D_m)
-exists from construction. In training mode the batch mean of C_t (and the mean
-over ranks under ``torch.distributed``) replaces it, under ``no_grad``;
-gradients flow through C_t within the step only. In eval mode nothing is
-written (nor under ``torch.inference_mode``, nor for an empty batch). A write
+exists from construction. In training mode the batch mean of C_t (the mean
+over the samples of all ranks under ``torch.distributed``) replaces it, under
+``no_grad``; gradients flow through C_t within the step only. In eval mode
+nothing is written (nor under ``torch.inference_mode``, nor for an empty
+batch, which under ``torch.distributed`` still joins the all-reduce). A write
 containing NaN/Inf is skipped and counted in ``cache_skipped_writes``. A
 backbone sets ``defer_writes`` and writes all its layers at once after its
 forward (:func:`flush_cache_writes`, same values). The gates and the cache run
@@ -79,6 +80,10 @@ def resize_tokens(x_bnc: torch.Tensor, hw_shape: Tuple[int, int],
         return x_bchw
     if H >= out_hw[0] and W >= out_hw[1]:
         return F.adaptive_avg_pool2d(x_bchw, out_hw)
+    if x_bchw.device.type == 'cpu' and x_bchw.dtype in (torch.float16, torch.bfloat16):
+        # torch has no antialiased bilinear for half types on the CPU
+        return F.interpolate(x_bchw.float(), size=out_hw, mode='bilinear', align_corners=False,
+                             antialias=True).to(x_bchw.dtype)
     return F.interpolate(x_bchw, size=out_hw, mode='bilinear', align_corners=False,
                          antialias=True)
 
@@ -197,6 +202,10 @@ class GatedRecurrentCache(nn.Module):
             raise ValueError(f'cache_ratio={cache_ratio} * embed_dims={embed_dims} '
                              f'must be a whole number of cache channels')
         cache_dims = int(round(cache_dims))
+        if cache_dims < 1:
+            raise ValueError(f'cache_ratio={cache_ratio} gives D_m = cache_ratio * embed_dims = '
+                             f'{cache_dims} cache channels for embed_dims={embed_dims}; '
+                             f'at least 1 is needed')
         if cache_dims % num_heads:
             raise ValueError(f'num_heads={num_heads} must divide the cache channels '
                              f'D_m = cache_ratio * embed_dims = {cache_dims}')
@@ -273,10 +282,14 @@ class GatedRecurrentCache(nn.Module):
         return self.cache
 
     def _should_write(self, batch_size: int) -> bool:
-        """Training only, with samples, outside ``torch.inference_mode`` (whose
-        tensors could never be used by a later training step), and once per
-        backbone step (not again when activation checkpointing recomputes)."""
-        if not self.training or batch_size == 0 or torch.is_inference_mode_enabled():
+        """Training only, outside ``torch.inference_mode`` (whose tensors could
+        never be used by a later training step), and once per backbone step
+        (not again when activation checkpointing recomputes). An empty batch
+        writes nothing, but under torch.distributed it still takes part in
+        the write's all-reduce (with a count of 0), so no rank waits for it."""
+        if not self.training or torch.is_inference_mode_enabled():
+            return False
+        if batch_size == 0 and not _distributed():
             return False
         return self.clock is None or self._written_step != self.clock.step
 
@@ -386,7 +399,7 @@ class GatedRecurrentCache(nn.Module):
         """
         if self.impl == 'eager' or not xbar_g.is_cuda or xbar_g.shape[0] == 0:
             return None
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if _distributed():
             if self.impl == 'auto':
                 return None
             raise RuntimeError(
@@ -427,10 +440,12 @@ class GatedRecurrentCache(nn.Module):
                               missing_keys, unexpected_keys, error_msgs):
         """Check GRC tensors before loading them (whatever loader calls this).
 
-        A tensor of another shape, a cache of another channel count, or a
-        cache holding NaN/Inf is an error naming the key (MMEngine's loaders
-        would only log a shape mismatch). A cache saved on another grid is
-        resized to this layer's grid, with a warning.
+        A tensor of another shape, a cache of another channel count, any GRC
+        tensor holding NaN/Inf (lambda, gate weights, cache ...), or an
+        integer/bool/complex tensor where the layer holds floats is an error
+        naming the key (MMEngine's loaders would only log a shape mismatch,
+        torch would cast silently). A cache saved on another grid is resized
+        to this layer's grid, with a warning.
         """
         own = dict(self.named_parameters(recurse=True))
         own.update(self.named_buffers(recurse=True))
@@ -439,6 +454,10 @@ class GatedRecurrentCache(nn.Module):
             saved = state_dict.get(key)
             if saved is None or not torch.is_tensor(saved):
                 continue
+            if tensor.is_floating_point() and not saved.is_floating_point():
+                raise ValueError(
+                    f'{key}: the checkpoint stores a {saved.dtype} tensor where this GRC '
+                    f'layer holds floating-point values ({tensor.dtype}); refusing to cast it')
             if name == 'cache':
                 if saved.dim() != 3 or saved.shape[-1] != self.cache_dims:
                     raise ValueError(
@@ -446,17 +465,17 @@ class GatedRecurrentCache(nn.Module):
                         f'this layer needs (h_m, w_m, {self.cache_dims}) (D_m = '
                         f'cache_ratio * embed_dims); a checkpoint of another cache_ratio '
                         f'or model?')
-                if not torch.isfinite(saved).all():
-                    raise ValueError(
-                        f'{key}: the checkpoint\'s cache holds NaN/Inf; refusing to load '
-                        f'it (eval would give NaN and training could never write it '
-                        f'again). Delete this key from the checkpoint to start this '
-                        f'cache at zero.')
             elif saved.shape != tensor.shape:
                 raise ValueError(
                     f'{key}: the checkpoint has shape {tuple(saved.shape)}, this GRC layer '
                     f'needs {tuple(tensor.shape)} (a checkpoint of another cache_ratio, '
                     f'embed_dims or num_heads?)')
+            if saved.is_floating_point() and not torch.isfinite(saved).all():
+                hint = ('Delete this key from the checkpoint to start this cache at zero.'
+                        if name == 'cache' else 'The checkpoint comes from a diverged run?')
+                raise ValueError(
+                    f'{key}: the checkpoint holds NaN/Inf; refusing to load it (every output '
+                    f'of this layer would be NaN). {hint}')
         key = prefix + 'cache'
         saved = state_dict.get(key)
         if saved is not None and tuple(saved.shape[:2]) != self.cache_grid:
@@ -502,16 +521,22 @@ def _segment_ids(sizes: Tuple[int, ...], device: torch.device) -> torch.Tensor:
     return _SEGMENTS[key]
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 @torch.no_grad()
 def flush_cache_writes(layers: Sequence[GatedRecurrentCache]) -> None:
     """Eq. 8 for every layer with a pending write, in one batch (the only
     write path: a layer that does not defer calls it with itself alone).
 
-    Each cache becomes the batch mean of its C_t (mean over ranks under
-    torch.distributed, one all-reduce for all layers); a write holding NaN/Inf
-    is skipped and counted; a new tensor is assigned (never an in-place copy,
-    this step's graph reads the old one). A fixed number of kernels per call,
-    whatever the number of layers.
+    Each cache becomes the mean of its C_t over the batch (over the samples
+    of all ranks under torch.distributed: one all-reduce of the sums and the
+    sample counts for all layers, so a rank with an empty batch contributes
+    nothing and still takes part); a write holding NaN/Inf is skipped and
+    counted; no samples anywhere, no write. A new tensor is assigned (never
+    an in-place copy, this step's graph reads the old one). A fixed number
+    of kernels per call, whatever the number of layers.
     """
     pending = [m for m in layers if m._pending_write is not None]
     if not pending:
@@ -521,16 +546,22 @@ def flush_cache_writes(layers: Sequence[GatedRecurrentCache]) -> None:
     for m in pending:
         m._pending_write = None
     sizes = [o.numel() for o in olds]
-    flat = torch.cat([c.flatten(1) for c in news], 1).mean(0)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(flat)
-        flat = flat / dist.get_world_size()
-    seg = _segment_ids(tuple(sizes), flat.device)
+    flat_sum = torch.cat([c.flatten(1).sum(0) for c in news])
+    count = torch.tensor([float(c.shape[0]) for c in news], device=flat_sum.device,
+                         dtype=flat_sum.dtype)
+    if _distributed():
+        both = torch.cat([flat_sum, count])
+        dist.all_reduce(both)
+        flat_sum, count = both[:flat_sum.numel()], both[flat_sum.numel():]
+    seg = _segment_ids(tuple(sizes), flat_sum.device)
+    flat = flat_sum / count.clamp_min(1)[seg]
     bad = torch.zeros(len(sizes), device=flat.device).index_add_(
         0, seg, (~torch.isfinite(flat)).to(torch.float32))
-    ok = bad == 0
+    ok = (bad == 0) & (count > 0)
     flat = torch.where(ok[seg], flat, torch.cat([o.flatten() for o in olds]))
-    torch._foreach_add_([m.cache_skipped_writes for m in pending], list((~ok).long().unbind(0)))
+    skipped = (bad > 0) & (count > 0)
+    torch._foreach_add_([m.cache_skipped_writes for m in pending],
+                        list(skipped.long().unbind(0)))
     for m, new, old in zip(pending, flat.split(sizes), olds):
         m.cache = new.view_as(old)
         m._cache_before_write = old

@@ -94,6 +94,39 @@ def test_preprocessor_makes_soft_targets_and_mixes_in_training():
     assert (scores.max(1).values < 0.925 + 1e-6).all()
 
 
+@pytest.mark.parametrize('kwargs,word', [
+    (dict(mixup_alpha=float('inf')), 'mixup_alpha'), (dict(mixup_alpha=-1.), 'mixup_alpha'),
+    (dict(mixup_alpha=float('nan')), 'mixup_alpha'), (dict(cutmix_alpha=-0.5), 'cutmix_alpha'),
+    (dict(cutmix_alpha=True), 'cutmix_alpha'), (dict(switch_prob=5), 'switch_prob'),
+    (dict(switch_prob=-0.1), 'switch_prob'), (dict(num_classes=0), 'num_classes')])
+def test_preprocessor_refuses_out_of_range_arguments(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        ClsDataPreprocessor(**dict(dict(num_classes=4), **kwargs))
+
+
+def test_preprocessor_refuses_a_label_beyond_num_classes():
+    from mmengine.structures import LabelData
+
+    from grc_mmdet.classification import ClsDataSample
+    s = ClsDataSample()
+    s.gt_label = LabelData(label=torch.tensor([7]))
+    data = dict(inputs=[torch.zeros(3, 8, 8, dtype=torch.uint8)], data_samples=[s])
+    with pytest.raises(ValueError, match=r'labels must be in \[0, 4\)'):
+        ClsDataPreprocessor(num_classes=4)(data, training=True)
+
+
+def test_classifier_gives_its_num_classes_to_the_preprocessor():
+    backbone = dict(type='PyramidVisionTransformer', embed_dims=8, num_layers=[1, 1, 1, 1])
+    model = MODELS.build(dict(type='ImageClassifier', backbone=backbone, num_classes=5,
+                              in_channels=64,
+                              data_preprocessor=dict(type='ClsDataPreprocessor')))
+    assert model.data_preprocessor.num_classes == 5
+    with pytest.raises(ValueError, match='num_classes=5 but its data_preprocessor'):
+        MODELS.build(dict(type='ImageClassifier', backbone=backbone, num_classes=5,
+                          in_channels=64,
+                          data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=3)))
+
+
 def test_rand_augment_magnitudes_and_ops():
     aug = ImageNetRandAugment(num_ops=2, magnitude=9, magnitude_std=0.5, prob=1.0)
     mags = [m for _ in range(500) for _, m in aug.sample(random.Random(_))]
@@ -128,6 +161,49 @@ def test_dataset_layouts(imagenet_root):
     assert len(val) == 8 and sorted({d['gt_label'] for d in val}) == [0, 1, 2, 3]
     with pytest.raises(FileExistsError):
         make_synthetic_imagenet(imagenet_root)
+
+
+def test_synthetic_imagenet_labels_agree_between_train_and_val(imagenet_root):
+    """Both splits name the same class with the same label (train/ is read in
+    folder order, val/ through meta/val.txt)."""
+    train = ImageNetDataset(data_root=imagenet_root, data_prefix='train')
+    val = ImageNetDataset(data_root=imagenet_root, data_prefix='val', ann_file='meta/val.txt')
+    classes = train.metainfo['classes']
+    for d in list(train) + list(val):
+        folder_or_prefix = osp.basename(d['img_path']).rsplit('_', 1)[0]
+        assert classes[d['gt_label']] == folder_or_prefix, d['img_path']
+
+
+def _copy_tree(src, dst):
+    import shutil
+    shutil.copytree(src, dst)
+    return str(dst) + '/'
+
+
+def test_hidden_folders_are_skipped_and_empty_ones_refused(imagenet_root, tmp_path):
+    import os
+    root = _copy_tree(imagenet_root, tmp_path / 'data')
+    os.makedirs(osp.join(root, 'train', '.ipynb_checkpoints'))
+    train = ImageNetDataset(data_root=root, data_prefix='train')
+    assert train.metainfo['classes'] == ('circle', 'square', 'star', 'triangle')
+    os.makedirs(osp.join(root, 'train', 'aaa_empty'))
+    with pytest.raises(ValueError, match='aaa_empty holds no image'):
+        ImageNetDataset(data_root=root, data_prefix='train')
+
+
+@pytest.mark.parametrize('lines,kwargs,word', [
+    ('a.png 1000000000\n', {}, 'label 1000000000 for 1 images'),
+    ('a.png 4\n', dict(classes=['a', 'b', 'c', 'd']), 'has label 4, but there are 4 classes'),
+    ('a.png 4\n', dict(num_classes=4), 'has label 4, but there are 4 classes'),
+    ('', {}, 'no images'),
+    ('\n\n', dict(num_classes=4), 'no images'),
+    ('a.png -1\n', {}, 'label >= 0'),
+])
+def test_annotation_file_labels_are_checked(tmp_path, lines, kwargs, word):
+    (tmp_path / 'val.txt').write_text(lines)
+    with pytest.raises(ValueError, match=word):
+        ImageNetDataset(data_root=str(tmp_path), data_prefix='', ann_file='val.txt',
+                        lazy_init=False, **kwargs)
 
 
 RECIPE = {'pvt-t': (0.1, 5), 'pvt-s': (0.1, 5), 'pvt-m': (0.3, 5), 'pvtv2-b2': (0.1, 5),
@@ -185,6 +261,14 @@ def test_classifier_trains_and_its_backbone_feeds_a_cached_mask_rcnn(imagenet_ro
                     f'train_dataloader.dataset.data_root={imagenet_root}',
                     f'val_dataloader.dataset.data_root={imagenet_root}'] + NANO, shapes_root)
     assert 'accuracy/top1' in out and 'accuracy/top5' in out and 'loss_cls' in out
+    # --resume in a fresh process goes on past its first resumed epoch's validation
+    out = run_tool(['tools/train.py', osp.join(ROOT, 'configs/cached_imagenet/'
+                                               'cached-pvt-t_8xb128_in1k.py'),
+                    '--work-dir', work, '--resume', '--cfg-options', f'data_root={imagenet_root}',
+                    f'train_dataloader.dataset.data_root={imagenet_root}',
+                    f'val_dataloader.dataset.data_root={imagenet_root}'] + NANO +
+                   ['train_cfg.max_epochs=3'], shapes_root)
+    assert 'resumed epoch: 2' in out and 'Epoch(val) [3]' in out
     ckpt_path = osp.join(work, 'epoch_2.pth')
     ckpt = torch.load(ckpt_path, weights_only=True)['state_dict']
     cfg = Config.fromfile(SMALL_CONFIG)

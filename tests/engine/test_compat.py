@@ -115,3 +115,121 @@ def test_trust_tool_writes_a_safe_checkpoint(tmp_path):
                     str(tmp_path / 'safe.pth')], cwd=ROOT, check=True, timeout=300)
     safe = torch.load(tmp_path / 'safe.pth', weights_only=True)
     assert torch.equal(safe['state_dict']['w'], torch.arange(3.))
+
+
+def _serve_payload(www, name, marker):
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'x': _RunsCode(marker)}, www / name)
+
+
+def _hub_checkpoints():
+    return os.path.join(torch.hub.get_dir(), 'checkpoints')
+
+
+@pytest.mark.parametrize('scheme', ['open-mmlab', 'openmmlab', 'mmcls', 'torchvision',
+                                    'modelzoo'])
+def test_named_schemes_load_safely(scheme, http_root, tmp_path, monkeypatch):
+    from mmengine.runner import checkpoint as ckpt_mod
+    www, url = http_root
+    marker = tmp_path / 'code_ran'
+    _serve_payload(www, 'payload.pth', marker)
+    monkeypatch.setenv('MMENGINE_HOME', str(tmp_path / 'mmengine_home'))
+    (tmp_path / 'mmengine_home').mkdir()
+    (tmp_path / 'mmengine_home' / 'open_mmlab.json').write_text(
+        f'{{"payload": "{url}/payload.pth"}}')
+    for table in ('get_mmcls_models', 'get_torchvision_models'):  # (torchvision not needed)
+        monkeypatch.setattr(ckpt_mod, table, lambda: {'payload': f'{url}/payload.pth'})
+    with pytest.raises(RuntimeError, match='convert_trusted_checkpoint.py'):
+        CheckpointLoader.load_checkpoint(f'{scheme}://payload', map_location='cpu')
+    assert not marker.exists()
+    assert not os.listdir(_hub_checkpoints())  # the refused download is not kept
+
+
+def test_train_py_load_from_open_mmlab_does_not_run_the_payload(http_root, tmp_path, shapes_root):
+    from tests.helpers import FAST, SMALL_CONFIG, run_tool
+    www, url = http_root
+    marker = tmp_path / 'code_ran'
+    _serve_payload(www, 'payload.pth', marker)
+    home = tmp_path / 'mmengine_home'
+    home.mkdir()
+    (home / 'open_mmlab.json').write_text(f'{{"payload": "{url}/payload.pth"}}')
+    with pytest.raises(AssertionError, match='safe loading'):
+        run_tool(['tools/train.py', SMALL_CONFIG, '--work-dir', str(tmp_path / 'w'),
+                  '--cfg-options', 'load_from=open-mmlab://payload'] + FAST, shapes_root,
+                 env_extra=dict(MMENGINE_HOME=str(home), TORCH_HOME=os.environ['TORCH_HOME']))
+    assert not marker.exists()
+
+
+def test_poisoned_hub_cache_is_refused_and_removed(http_root, tmp_path):
+    www, url = http_root
+    marker = tmp_path / 'code_ran'
+    name = 'resnet50_v1c-2cccc1ad.pth'  # the file open-mmlab://resnet50_v1c resolves to
+    _serve_payload(www, name, marker)
+    with pytest.raises(RuntimeError, match='safe loading'):
+        CheckpointLoader.load_checkpoint(f'{url}/{name}', map_location='cpu')
+    assert not os.path.exists(os.path.join(_hub_checkpoints(), name))
+    # a payload already in the cache (put there by anything else) is refused too, offline
+    os.makedirs(_hub_checkpoints(), exist_ok=True)
+    _serve_payload(tmp_path, name, marker)
+    os.replace(tmp_path / name, os.path.join(_hub_checkpoints(), name))
+    with pytest.raises(RuntimeError, match='safe loading'):
+        CheckpointLoader.load_checkpoint('open-mmlab://resnet50_v1c', map_location='cpu')
+    assert not marker.exists()
+    assert not os.path.exists(os.path.join(_hub_checkpoints(), name))
+
+
+def test_html_page_is_not_a_checkpoint(http_root):
+    www, url = http_root
+    (www / 'page.pth').write_text('<!DOCTYPE html><html><body>Not found</body></html>')
+    with pytest.raises(RuntimeError, match='is not a checkpoint') as info:
+        CheckpointLoader.load_checkpoint(f'{url}/page.pth', map_location='cpu')
+    assert 'convert_trusted' not in str(info.value)
+    assert not os.listdir(_hub_checkpoints())
+
+
+def test_a_scheme_registered_later_loads_with_weights_only(tmp_path):
+    marker = tmp_path / 'code_ran'
+    _serve_payload(tmp_path, 'payload.pth', marker)
+
+    def careless_loader(filename, map_location=None):
+        return torch.load(tmp_path / filename[len('careless://'):], map_location=map_location,
+                          weights_only=False)
+
+    CheckpointLoader.register_scheme('careless://', loader=careless_loader, force=True)
+    try:
+        with pytest.raises(pickle.UnpicklingError):
+            CheckpointLoader.load_checkpoint('careless://payload.pth', map_location='cpu')
+    finally:
+        CheckpointLoader._schemes.pop('careless://')
+    assert not marker.exists()
+    assert 'TORCH_FORCE_WEIGHTS_ONLY_LOAD' not in os.environ  # restored afterwards
+
+
+def test_history_buffer_statistics_in_a_fresh_process(tmp_path):
+    hb = HistoryBuffer()
+    hb.update(2.0)
+    torch.save({'hb': hb}, tmp_path / 'hb.pth')
+    # no HistoryBuffer() is constructed in that process before the load
+    code = ('import torch, grc_mmdet\n'
+            f'hb = torch.load({str(tmp_path / "hb.pth")!r}, weights_only=True)["hb"]\n'
+            'print(hb.statistics("mean"), hb.statistics("current"))\n')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ['2.0', '2.0']
+
+
+def test_trust_tool_names_what_it_left_out_and_refuses_its_source(tmp_path):
+    src = tmp_path / 'trusted.pth'
+    torch.save({'state_dict': {'w': torch.arange(3.), 'arr': np.arange(2),
+                               'nested': {'v': torch.ones(1)}}}, src)
+    proc = subprocess.run([sys.executable, 'tools/misc/convert_trusted_checkpoint.py', str(src),
+                           str(tmp_path / 'safe.pth')], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert 'left out 2' in proc.stdout and 'arr (numpy.ndarray)' in proc.stdout
+    assert 'nested (builtins.dict)' in proc.stdout
+    before = src.read_bytes()
+    proc = subprocess.run([sys.executable, 'tools/misc/convert_trusted_checkpoint.py', str(src),
+                           str(src)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'is the source file' in proc.stderr
+    assert src.read_bytes() == before

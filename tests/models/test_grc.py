@@ -227,6 +227,7 @@ def test_cache_resized_when_loading_other_grid():
     (dict(cache_grid=(True, 2)), 'cache_grid'),
     (dict(lambda_init=False), 'lambda_init'),
     (dict(lambda_init='0'), 'lambda_init'),
+    (dict(cache_ratio=1e-8), 'cache_ratio=1e-08 gives D_m'),
 ])
 def test_bad_arguments_raise_value_error(kwargs, word):
     args = dict(embed_dims=16, num_heads=2)
@@ -302,3 +303,31 @@ def test_non_finite_cache_in_a_checkpoint_is_refused(bad):
     state['cache'][1, 2, 3] = bad
     with pytest.raises(ValueError, match='NaN/Inf'):
         GatedRecurrentCache(16, 2, cache_grid=(3, 4)).load_state_dict(state)
+
+
+@pytest.mark.parametrize('key,bad', [
+    ('cache_lambda', float('nan')), ('gate_x.weight', float('inf')),
+    ('mem_kv.bias', float('-inf')), ('cand_c.weight', float('nan'))])
+def test_non_finite_grc_tensor_in_a_checkpoint_is_refused(key, bad):
+    state = make().state_dict()
+    state[key].view(-1)[0] = bad
+    with pytest.raises(ValueError, match=f'{key}: the checkpoint holds NaN/Inf'):
+        GatedRecurrentCache(16, 2, cache_grid=(3, 4)).load_state_dict(state)
+
+
+@pytest.mark.parametrize('dtype', [torch.int64, torch.bool, torch.complex64])
+def test_non_floating_cache_in_a_checkpoint_is_refused(dtype):
+    state = make().state_dict()
+    state['cache'] = torch.ones(3, 4, 8, dtype=dtype)
+    with pytest.raises(ValueError, match=f'cache: the checkpoint stores a {dtype}'):
+        GatedRecurrentCache(16, 2, cache_grid=(3, 4)).load_state_dict(state)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('hw', [(2, 3), (3, 4), (5, 9)])
+def test_half_precision_module_runs_on_cpu(dtype, hw):
+    """A model cast with .half()/.bfloat16(): growing and shrinking resizes work."""
+    m = make().to(dtype).train()
+    T = hw[0] * hw[1]
+    out = m(torch.randn(2, T, 16, dtype=dtype), hw, torch.randn(2, T, 16, dtype=dtype))
+    assert out.dtype == dtype and torch.isfinite(out).all() and m.cache.dtype == dtype

@@ -87,3 +87,48 @@ def test_benchmark(shapes_root, tmp_path):
         assert part['plain']['median_ms'] > 0 and part['cached']['median_ms'] > 0
         assert part['time_ratio'] > 0
     assert 'ratio' in out
+
+
+def test_mmengine_default_counter_counts_sdpa_once_grc_mmdet_is_imported():
+    """What MMDetection's stock get_flops.py calls gives our count."""
+    from mmengine.analysis import get_model_complexity_info
+    model = build_detector(SMALL_CONFIG).eval()
+    x = torch.randn(1, 3, 96, 128)
+    stock = get_model_complexity_info(model.backbone, inputs=(x, ), show_table=False,
+                                      show_arch=False)
+    ours = count_complexity(model.backbone, x)
+    assert stock['flops'] == ours['flops'] and stock['params'] == ours['params']
+
+
+def test_stock_get_flops_counts_the_cache(shapes_root):
+    """MMDetection's own get_flops.py on the cached nano config (grc_mmdet
+    comes in through custom_imports): SDPA is no longer an unsupported
+    operator (it was, and the cache's attention went uncounted)."""
+    import mmdet
+    tool = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'analysis_tools',
+                    'get_flops.py')
+    out = run_tool([tool, SMALL_CONFIG, '--num-images', '1', '--cfg-options',
+                    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False'],
+                   shapes_root)
+    assert 'Flops:' in out
+    assert 'Unsupported operator aten::scaled_dot_product_attention' not in out
+
+
+def test_get_flops_of_a_cached_config_without_a_twin_file(shapes_root, tmp_path):
+    """A user's own cached config: the plain baseline is the parent type."""
+    from grc_mmdet.analysis.twins import load_twin_configs
+    mine = tmp_path / 'my_detector.py'
+    mine.write_text(f"_base_ = '{SMALL_CONFIG}'\n"
+                    "model = dict(backbone=dict(cache_ratio=0.25, cache_lambda_init=-2.0))\n")
+    cached, plain = load_twin_configs(str(mine))
+    assert cached.model.backbone.type == 'CachedPyramidVisionTransformer'
+    assert plain.model.backbone.type == 'PyramidVisionTransformer'
+    assert not any(k.startswith('cache_') for k in plain.model.backbone)
+    run_tool(['tools/analysis_tools/get_flops.py', str(mine), '--shape', '96', '128',
+              '--backbone-only', '--out-dir', str(tmp_path)], shapes_root)
+    res = json.load(open(tmp_path / 'complexity.json'))
+    assert res['cached']['backbone']['params'] > res['plain']['backbone']['params']
+    plain_mine = tmp_path / 'my_plain_detector.py'
+    plain_mine.write_text(f"_base_ = '{SMALL_CONFIG.replace('cached-', '')}'\n")
+    with pytest.raises(ValueError, match='not a cached backbone'):
+        load_twin_configs(str(plain_mine))

@@ -1,10 +1,15 @@
 """tools/analysis_tools/cached_vs_plain.py at a tiny size: both arms train from
 the same initial weights, the JSON/Markdown/PNG are written, and a second
-call with more seeds skips the runs already done."""
+call with more seeds skips the runs already done; box-only metrics,
+duplicate seeds and a changed recipe."""
 import json
+import os
 import os.path as osp
+import types
 
-from tests.helpers import FAST, SMALL_CONFIG, run_tool
+import pytest
+
+from tests.helpers import FAST, ROOT, SMALL_CONFIG, load_tool, run_tool
 
 TOOL = 'tools/analysis_tools/cached_vs_plain.py'
 
@@ -30,3 +35,46 @@ def test_ab_comparison_and_resume(shapes_root, tmp_path):
     md = open(osp.join(work, 'ab_results.md')).read()
     assert '95% CI of the paired diff' in md and "Student's t" in md
     assert osp.getsize(osp.join(work, 'ab_curves.png')) > 10000
+
+
+def _result(arm, seed, bbox, segm=None):
+    return dict(arm=arm, seed=seed, val=[dict(iter=2, **{'coco/bbox_mAP': bbox,
+                                                         'coco/segm_mAP': segm})],
+                final={'coco/bbox_mAP': bbox, 'coco/segm_mAP': segm})
+
+
+def test_box_only_metrics_are_summarized_and_plotted(tmp_path):
+    """RetinaNet/ATSS twins report no segm mAP."""
+    tool = load_tool('cached_vs_plain')
+    results = [_result('plain', 0, 0.30), _result('cached', 0, 0.35),
+               _result('plain', 1, 0.20), _result('cached', 1, 0.22)]
+    table, stats = tool.summarize(results, [0, 1])
+    assert set(stats) == {'coco/bbox_mAP'} and 'segm' not in table
+    assert abs(stats['coco/bbox_mAP']['diff_mean'] - 0.035) < 1e-9
+    tool.plot(results, str(tmp_path / 'curves.png'))
+    assert osp.getsize(tmp_path / 'curves.png') > 5000
+
+
+def test_duplicate_seeds_are_refused(tmp_path):
+    with pytest.raises(AssertionError, match='--seeds must be distinct'):
+        run_tool([TOOL, SMALL_CONFIG, '--work-dir', str(tmp_path), '--seeds', '0', '0'], '')
+    assert not os.listdir(tmp_path)
+
+
+def test_resume_with_another_recipe_is_refused(tmp_path):
+    tool = load_tool('cached_vs_plain')
+    args = types.SimpleNamespace(cfg_options={'optim_wrapper.optimizer.lr': 0.01}, amp=False,
+                                 val_interval=None)
+    plain = tool.osp.join(ROOT, 'configs/synthetic/mask-rcnn_pvt-nano_fpn_shapes.py')
+    tool.check_recipe(str(tmp_path), tool.recipe(args, SMALL_CONFIG, plain))
+    tool.check_recipe(str(tmp_path), tool.recipe(args, SMALL_CONFIG, plain))  # same: fine
+    for change in (dict(amp=True), dict(cfg_options={'optim_wrapper.optimizer.lr': 0.02}),
+                   dict(val_interval=5)):
+        other = types.SimpleNamespace(**dict(vars(args), **change))
+        with pytest.raises(SystemExit, match='another recipe'):
+            tool.check_recipe(str(tmp_path), tool.recipe(other, SMALL_CONFIG, plain))
+    # and through the command line, before anything trains
+    with pytest.raises(AssertionError, match='another recipe'):
+        run_tool([TOOL, SMALL_CONFIG, '--work-dir', str(tmp_path), '--seeds', '0', '--amp',
+                  '--cfg-options', 'optim_wrapper.optimizer.lr=0.01'], '')
+    assert sorted(os.listdir(tmp_path)) == ['recipe.json']

@@ -1,6 +1,5 @@
 """Measurement tools: benchmark.py on a classifier config, train_speed.py on a
 work dir whose numbers are known, and cached_vs_plain's --gpus placement."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -11,17 +10,9 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
 from grc_mmdet.analysis.bench import CLASSIFIER_PARTS, Bench
-from tests.helpers import ROOT, run_tool
+from tests.helpers import ROOT, load_tool, run_tool
 
 CLS_CONFIG = 'configs/cached_imagenet/cached-pvt-t_8xb128_in1k.py'
-
-
-def load_tool(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', 'analysis_tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_times_a_classifier(shapes_root, tmp_path):

@@ -1,7 +1,9 @@
 """tools/train.py, tools/test.py, MMDet's stock tools, resume and checkpoint loading."""
 import glob
+import json
 import os
 import os.path as osp
+import re
 
 import mmdet
 import pytest
@@ -14,7 +16,6 @@ STOCK_TOOLS = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
 
 def losses(log_text):
     """{iter: loss} from MMEngine log lines 'Iter(train) [ i/N] ... loss: x'."""
-    import re
     out = {}
     for m in re.finditer(r'Iter\(train\) \[\s*(\d+)/\d+\].*? loss: ([0-9.]+)', log_text):
         out[int(m.group(1))] = float(m.group(2))
@@ -74,6 +75,28 @@ def test_stock_mmdet_tools_train_and_test(shapes_root, tmp_path):
                     '--work-dir', str(tmp_path / 'stock_test'), '--cfg-options'] + TEST_FAST,
                    shapes_root)
     assert 'coco/bbox_mAP' in out
+    # analyze_logs.py (seaborn): the GRC ratios are in every record, the first included
+    (log,) = glob.glob(osp.join(work, '*', 'vis_data', '2*.json'))
+    first = json.loads(open(log).readline())
+    assert first['iter'] == 1 and 'grc_ratio_s0' in first and 'loss' in first
+    png = str(tmp_path / 'ratio.png')
+    run_tool([osp.join(STOCK_TOOLS, 'analysis_tools', 'analyze_logs.py'), 'plot_curve', log,
+              '--keys', 'grc_ratio_s0', 'loss', '--out', png], shapes_root,
+             env_extra=dict(MPLBACKEND='Agg'))
+    assert osp.getsize(png) > 5000
+    # benchmark.py (psutil), its dataset task (the inference task needs CUDA)
+    out = run_tool([osp.join(STOCK_TOOLS, 'analysis_tools', 'benchmark.py'), SMALL_CONFIG,
+                    '--task', 'dataset', '--max-iter', '3', '--num-warmup', '1',
+                    '--log-interval', '1', '--work-dir', str(tmp_path / 'bench')], shapes_root)
+    assert 'Done img [3' in out and 'img/s' in out
+    # publish_model.py with grc_mmdet imported (the stock one cannot open our checkpoints)
+    out = run_tool(['tools/model_converters/publish_model.py', osp.join(work, 'iter_4.pth'),
+                    str(tmp_path / 'published.pth')], shapes_root)
+    (published,) = glob.glob(str(tmp_path / 'published-*.pth'))
+    assert re.fullmatch(r'published-[0-9a-f]{8}\.pth', osp.basename(published))
+    pub = torch.load(published, weights_only=True)
+    assert set(pub) == {'meta', 'state_dict'}
+    assert any(k.endswith('.cache') for k in pub['state_dict'])
 
 
 def test_tta_refuses_a_mask_model_with_a_message(shapes_root, tmp_path):

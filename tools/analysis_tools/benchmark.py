@@ -48,7 +48,8 @@ def timed(bench, part, device):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='a cached config')
-    p.add_argument('--plain', help='its plain twin (default: found by name)')
+    p.add_argument('--plain', help='its plain twin (default: found by name; without one, the '
+                   'cached config with the parent backbone type)')
     p.add_argument('--plain-sdpa', action='store_true',
                    help='compare against the cached backbone with no GRC layer '
                         '(cache_stages=[]): same SDPA attention kernels, so the ratio '

@@ -11,20 +11,25 @@ shared parameters (the plain model is built with the seed, saved, and both
 arms start from that file through ``load_from``; the GRC parameters keep their
 own initialisation and the caches start at zero). Each run evaluates every
 ``--val-interval`` iterations. A run that finished before (its ``result.json``
-exists) is skipped, so an interrupted comparison resumes where it stopped.
+exists) is skipped, so an interrupted comparison resumes where it stopped, or
+goes on with more seeds. What made the runs (configs and their contents,
+``--cfg-options``, ``--amp``, ``--val-interval``) is recorded in
+``recipe.json``; a later call with another recipe on the same ``--work-dir``
+is refused, never mixed into one summary. Seeds must be distinct.
 
 Writes under ``--work-dir``:
 
 * ``ab_results.json``: every run's validation history, final metrics, mean
   training time per iteration and peak GPU memory (when on CUDA);
 * ``ab_results.md``: per seed, both arms and the paired difference (cached
-  minus plain) of bbox/segm mAP, then mean, standard deviation and a 95%
+  minus plain) of bbox mAP (and segm mAP for mask models), then mean, standard deviation and a 95%
   confidence interval of the paired difference (Student's t, n-1 degrees of
   freedom, over the seeds);
 * ``ab_curves.png``: validation mAP against iteration, every run drawn thin
   and each arm's mean thick.
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -64,6 +69,37 @@ def parse_args():
 def options_list(options: dict) -> list:
     return [f'{k}={json.dumps(v) if isinstance(v, (list, tuple, dict)) else v}'
             for k, v in options.items()]
+
+
+def recipe(args, cached_cfg: str, plain_cfg: str) -> dict:
+    """What makes a run: both configs (path and content), the options, --amp
+    and --val-interval."""
+    def digest(path):
+        with open(path, 'rb') as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    return dict(cached_config=cached_cfg, cached_config_sha256=digest(cached_cfg),
+                plain_config=plain_cfg, plain_config_sha256=digest(plain_cfg),
+                cfg_options=options_list(args.cfg_options), amp=bool(args.amp),
+                val_interval=args.val_interval)
+
+
+def check_recipe(work_dir: str, current: dict) -> None:
+    """Record ``current`` in ``work_dir/recipe.json``, or refuse a work dir
+    whose runs were made with another recipe."""
+    path = osp.join(work_dir, 'recipe.json')
+    if osp.isfile(path):
+        with open(path) as f:
+            saved = json.load(f)
+        diff = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+        if diff:
+            raise SystemExit(
+                f'error: {work_dir} holds runs made with another recipe; refusing to mix them '
+                f'(use another --work-dir). Differences (before, now): ' +
+                '; '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items()))
+        return
+    os.makedirs(work_dir, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(current, f, indent=1)
 
 
 def write_init(plain_cfg: str, seed: int, path: str, options: dict) -> None:
@@ -149,11 +185,16 @@ def t_quantile_975(df: int) -> float:
         return table.get(df, 1.96)
 
 
+def reported_metrics(results: list) -> list:
+    """The metrics of METRICS that every run reports (bbox only for box models)."""
+    return [m for m in METRICS if all(r['final'].get(m) is not None for r in results)]
+
+
 def summarize(results: list, seeds: list) -> tuple:
     by = {(r['arm'], r['seed']): r for r in results}
     lines = ['| seed | metric | plain | cached | cached - plain |', '|---|---|---|---|---|']
     stats = {}
-    for metric in METRICS:
+    for metric in reported_metrics(results):
         plain = [by[('plain', s)]['final'][metric] for s in seeds]
         cached = [by[('cached', s)]['final'][metric] for s in seeds]
         diff = [c - p for c, p in zip(cached, plain)]
@@ -184,9 +225,10 @@ def summarize(results: list, seeds: list) -> tuple:
 
 def plot(results: list, path: str) -> None:
     from grc_mmdet.analysis.plots import iteration_figure, save_iteration_figure
-    fig, axes = iteration_figure(len(METRICS))
+    metrics = reported_metrics(results)
+    fig, axes = iteration_figure(len(metrics))
     colors = {'plain': 'tab:blue', 'cached': 'tab:red'}
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, metrics):
         for arm, color in colors.items():
             runs = [r for r in results if r['arm'] == arm]
             for r in runs:
@@ -196,7 +238,7 @@ def plot(results: list, path: str) -> None:
             mean = [statistics.mean(next(v[metric] for v in r['val'] if v['iter'] == it)
                                     for r in runs) for it in iters]
             ax.plot(iters, mean, color=color, lw=2.5, label=f'{arm} (mean of {len(runs)})')
-    save_iteration_figure(fig, axes, METRICS, path)
+    save_iteration_figure(fig, axes, metrics, path)
 
 
 def main():
@@ -209,6 +251,10 @@ def main():
         args.work_dir = osp.join('work_dirs', 'cached_vs_plain',
                                  osp.splitext(osp.basename(args.config))[0])
     args.work_dir = osp.abspath(args.work_dir)
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f'error: --seeds must be distinct (a repeated seed would count one '
+                         f'run twice), got {args.seeds}')
+    check_recipe(args.work_dir, recipe(args, cached_cfg, plain_cfg))
     jobs = []
     for seed in args.seeds:
         init = osp.join(args.work_dir, f'seed{seed}', 'init.pth')

@@ -72,7 +72,8 @@ def paper_key(path):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='a cached config')
-    p.add_argument('--plain', help='its plain twin (default: found by name)')
+    p.add_argument('--plain', help='its plain twin (default: found by name; without one, the '
+                   'cached config with the parent backbone type)')
     p.add_argument('--shape', type=int, nargs=2, default=[800, 1333], metavar=('H', 'W'))
     p.add_argument('--backbone-only', action='store_true')
     p.add_argument('--out-dir', help='write complexity.json here')

@@ -10,16 +10,20 @@ file: only do this for files you trust) and writes the tensors alone:
 
 ``OUT.pth`` holds ``{'state_dict': {name: tensor}}`` (from the source's
 ``state_dict`` or ``model`` entry, or its top level), which every loader in
-this project reads with safe loading.
+this project reads with safe loading. Every entry that is not a tensor
+(numpy arrays, nested dicts, other objects) is left out and named in the
+output. ``OUT.pth`` must not be the source file.
 """
 import argparse
 import os.path as osp
+from typing import List, Tuple
 
 import torch
 
 
-def tensors_only(checkpoint) -> dict:
-    """The tensors of a checkpoint's state dict (``state_dict``/``model``/top level)."""
+def tensors_only(checkpoint) -> Tuple[dict, List[str]]:
+    """The tensors of a checkpoint's state dict (``state_dict``/``model``/top
+    level), and the names of the entries left out (with their types)."""
     if isinstance(checkpoint, dict):
         for key in ('state_dict', 'model'):
             if isinstance(checkpoint.get(key), dict):
@@ -28,9 +32,11 @@ def tensors_only(checkpoint) -> dict:
     if not isinstance(checkpoint, dict):
         raise ValueError(f'expected a dict of tensors, got {type(checkpoint).__name__}')
     out = {k: v for k, v in checkpoint.items() if torch.is_tensor(v)}
+    dropped = [f'{k} ({type(v).__module__}.{type(v).__name__})'
+               for k, v in checkpoint.items() if not torch.is_tensor(v)]
     if not out:
         raise ValueError('the checkpoint holds no tensors')
-    return out
+    return out, dropped
 
 
 def main():
@@ -38,15 +44,21 @@ def main():
     p.add_argument('src', help='checkpoint path or http(s) URL you trust')
     p.add_argument('out', help='output .pth (tensors only)')
     a = p.parse_args()
+    if not a.src.startswith(('http://', 'https://')) and osp.exists(a.out) and \
+            osp.samefile(a.src, a.out):
+        raise SystemExit(f'error: the output {a.out} is the source file; write the converted '
+                         f'checkpoint to another path')
     if a.src.startswith(('http://', 'https://')):
         ckpt = torch.hub.load_state_dict_from_url(a.src, map_location='cpu', weights_only=False)
     else:
         if not osp.isfile(a.src):
             raise FileNotFoundError(a.src)
         ckpt = torch.load(a.src, map_location='cpu', weights_only=False)
-    state = tensors_only(ckpt)
+    state, dropped = tensors_only(ckpt)
     torch.save({'state_dict': state}, a.out)
     print(f'wrote {len(state)} tensors to {a.out}')
+    if dropped:
+        print(f'left out {len(dropped)} entries that are not tensors: ' + ', '.join(dropped))
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ declares three things:
 The GRC math lives in ``grc_mmdet/models/grc.py``.
 """
 import inspect
+import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -256,12 +257,19 @@ class CachedBackboneMixin:
             self._checking_pretrained = False
 
     def _init_plain_weights(self):
-        """The parent's from-scratch init (init_cfg None), before a prefixed load."""
+        """The parent's from-scratch init (init_cfg None), before a prefixed
+        load, without the parent's "No pre-trained weights ... training start
+        from scratch" warning: the weights are loaded right after."""
         saved, self.init_cfg = self.init_cfg, None
+        logger = MMLogger.get_current_instance()
+        logger.addFilter(_drop_from_scratch_warning)
         try:
             super().init_weights()
         finally:
             self.init_cfg = saved
+            logger.removeFilter(_drop_from_scratch_warning)
+        logger.info(f'{type(self).__name__}: initialised, now loading the weights under prefix '
+                    f'{saved.prefix!r} of {saved.checkpoint}')
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if getattr(self, '_checking_pretrained', False) and prefix == '':
@@ -300,6 +308,11 @@ class CachedBackboneMixin:
                     f'checkpoint; {len(new)} GRC key(s) are new (parameters at init, '
                     f'caches at zero): {new}')
         self.pretrained_new_keys = new
+
+
+def _drop_from_scratch_warning(record: logging.LogRecord) -> bool:
+    """A logging filter: False for MMDet's "No pre-trained weights" record."""
+    return not str(record.msg).startswith('No pre-trained weights for')
 
 
 #: The cache arguments every cached backbone takes on top of its parent's.

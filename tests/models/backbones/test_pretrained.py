@@ -118,7 +118,11 @@ def test_detector_backbone_reuse_with_prefix_brings_every_tensor(name, tmp_path)
     torch.save({'meta': {}, 'state_dict': state}, tmp_path / 'detector.pth')
     reuse = pretrained(tmp_path / 'detector.pth', prefix='backbone.')
     dst = MODELS.build(cached_cfg(name, **reuse))
-    dst.init_weights()
+    with captured_log() as log:
+        dst.init_weights()
+    # no "training start from scratch" on the recommended path
+    assert 'No pre-trained weights' not in log.getvalue()
+    assert "now loading the weights under prefix 'backbone.'" in log.getvalue()
     own = dst.state_dict()
     for k, v in src.state_dict().items():
         assert torch.equal(own[k], v), k

@@ -62,3 +62,11 @@ def test_bad_config_from_a_detector_config(override, word):
     cfg.model.backbone.update(override)
     with pytest.raises(ValueError, match=word):
         MODELS.build(copy.deepcopy(cfg.model))
+
+
+@pytest.mark.parametrize('size', [(64, 64), (256, 160)])
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_backbone_cast_to_half_precision_runs_on_cpu(dtype, size):
+    model = MODELS.build(BACKBONE).to(dtype).eval()
+    outs = model(torch.randn(1, 3, *size, dtype=dtype))
+    assert all(o.dtype == dtype and torch.isfinite(o).all() for o in outs)
