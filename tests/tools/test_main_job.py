@@ -50,4 +50,4 @@ def test_pretrain_handoff_detect_chain(shapes_root, crops_root, tmp_path):
     assert keys and set(keys) <= set(det)
     for k in keys:
         if cls[k].is_floating_point() and not k.endswith('.cache'):
-            assert torch.allclose(det[k], cls[k], atol=1e-3), k
+            assert torch.allclose(det[k], cls[k], atol=5e-3), k  # 2 AdamW steps of <= 1e-3
