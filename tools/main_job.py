@@ -138,7 +138,7 @@ def boxes_per_object(prefix: str, ann_file: str, score_thr: float = SCORE_THR) -
                 boxes_per_object=round(shown / max(objects, 1), 3))
 
 
-def draw_predictions(runner: Runner, out_file: str, num: int = 6, score_thr: float = 0.3):
+def draw_predictions(runner: Runner, out_file: str, num: int = 6, score_thr: float = SCORE_THR):
     """Boxes, masks, labels and scores on ``num`` validation images, as one PNG."""
     model = runner.model.eval()
     dataset = runner.test_dataloader.dataset
