@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 README = osp.join(ROOT, 'README.md')
 
 CI = 'CI: .ci/run runs this command as written'
-MAIN_JOB = 'tests/tools/test_main_job.py::test_main_job_with_few_validation_images'
+MAIN_JOB = 'tests/tools/test_main_job.py::test_pretrain_handoff_detect_chain'
 WHEEL = 'tests/tools/test_packaging.py::test_readme_quick_start_from_the_wheel'
 TRAIN_TEST = 'tests/tools/test_train_test.py::test_train_resume_and_test'
 SCRIPTS = 'tests/tools/test_scripts.py::test_dist_train_and_test'
