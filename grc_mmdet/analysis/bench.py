@@ -64,10 +64,19 @@ class Bench:
     """One model (a detector or an ``ImageClassifier``), its optimizer and the
     preprocessed batch (for a classifier with Mixup/CutMix: mixed once)."""
 
-    def __init__(self, cfg, batch, shape, device, dtype):
+    def __init__(self, cfg, batch, shape, device, dtype, ddp=False):
         torch.manual_seed(0)
         self.model = MODELS.build(cfg.model).to(device)
         self.model.init_weights()
+        # ddp: the trained modules wrapped in DistributedDataParallel (the
+        # caller has initialised a process group), as under dist_train.sh
+        self.wrapped = {}
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [torch.device(device).index or 0] if device.startswith('cuda') else None
+            self.wrapped = dict(backbone=DDP(self.model.backbone, device_ids=ids),
+                                model=DDP(self.model, device_ids=ids,
+                                          find_unused_parameters=True))
         self.parts = default_parts(cfg)
         if is_classifier(cfg):
             raw = make_cls_batch(batch, tuple(shape), cfg.model.num_classes)
@@ -101,7 +110,7 @@ class Bench:
         elif part == 'backbone-train':
             m.train()
             with self.autocast():
-                loss = sum(o.float().mean() for o in m.backbone(x))
+                loss = sum(o.float().mean() for o in self.wrapped.get('backbone', m.backbone)(x))
             loss.backward()
             self.optim.zero_grad(set_to_none=True)
         elif part in ('detector-infer', 'classifier-infer'):
@@ -111,7 +120,7 @@ class Bench:
         elif part in ('detector-train', 'classifier-train'):
             m.train()
             with self.autocast():
-                loss, _ = m.parse_losses(m(x, samples, mode='loss'))
+                loss, _ = m.parse_losses(self.wrapped.get('model', m)(x, samples, mode='loss'))
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optim)

@@ -44,8 +44,10 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import grc_triton
+
 GridLike = Union[int, Sequence[int]]
-IMPLS = ('auto', 'eager', 'cuda_graph')
+IMPLS = ('auto', 'eager', 'cuda_graph', 'triton')
 
 
 def _as_grid(value: GridLike, name: str) -> Tuple[int, int]:
@@ -162,15 +164,20 @@ class GatedRecurrentCache(nn.Module):
         stage (int | None): index of the backbone stage this layer is in, for
             logs and analysis. Default: None.
         block (int | None): index of the block within its stage. Default: None.
-        impl (str): 'eager' runs every operation eagerly (the reference).
+        impl (str): 'eager' runs every operation eagerly (the reference,
+            and the CPU path). 'triton' runs the token side (Eqs. 5 and 7:
+            cached attention and mix) as one Triton kernel forward and one
+            backward (:mod:`grc_mmdet.models.grc_triton`) on CUDA inputs,
+            the cache side eagerly; it runs under torch.distributed too.
             'cuda_graph' runs the image-size-independent part (Eqs. 2-4 and
             the cached keys/values, :meth:`core`) as one captured CUDA graph
             forward and one backward, on CUDA inputs; the same math. It
-            cannot run under torch.distributed with several processes
-            (capturing inside DistributedDataParallel's forward fails with a
-            CUDA stream-capture error), so it raises there. 'auto' is
-            'cuda_graph' in a single process and 'eager' under
-            torch.distributed. Default: 'auto'.
+            cannot run under torch.distributed (capturing inside
+            DistributedDataParallel's forward fails with a CUDA
+            stream-capture error), so it raises there. 'auto' takes the
+            Triton token side wherever it applies, and the graphed cache side
+            in a single process (eager under torch.distributed).
+            Default: 'auto'.
     """
 
     def __init__(self,
@@ -371,8 +378,11 @@ class GatedRecurrentCache(nn.Module):
         B, T, D = x.shape
         Hh, dm = self.num_heads, self.cache_dims // self.num_heads
         xbar, k, v = self._cache_side(x, hw_shape)
+        q_btc = self.mem_q(xbar)                                        # B,T,Dm
+        if self._token_side_in_triton(q_btc, k, o_self):                # Eqs. 5 and 7 fused
+            return grc_triton.cached_attention_mix(q_btc, k, v, o_self, self.cache_lambda)
         # Eq. 5: cached attention, heads of D_m/H channels, under autocast.
-        q = self.mem_q(xbar).view(B, T, Hh, dm).transpose(1, 2)         # B,H,T,dm
+        q = q_btc.view(B, T, Hh, dm).transpose(1, 2)                    # B,H,T,dm
         o_mem = F.scaled_dot_product_attention(
             q, k.to(q.dtype), v.to(q.dtype),
             dropout_p=self.attn_drop if self.training else 0.0).transpose(1, 2)  # B,T,H,dm
@@ -384,6 +394,17 @@ class GatedRecurrentCache(nn.Module):
             self.last_o_mem = o_mem.transpose(1, 2).detach()
             self.last_hw = tuple(hw_shape)
         return mixed.view(B, T, D)
+
+    def _token_side_in_triton(self, q: torch.Tensor, k: torch.Tensor,
+                              o_self: torch.Tensor) -> bool:
+        """Whether this call's Eqs. 5 and 7 run as the fused Triton kernels:
+        impl 'triton' or 'auto', inputs the kernels take, and nothing they
+        leave out (attention dropout in training, recording o_mem)."""
+        if self.impl not in ('auto', 'triton') or self.record:
+            return False
+        if self.training and self.attn_drop > 0:
+            return False
+        return grc_triton.supported(q, k, o_self)[0]
 
     # ------------------------------------------------------ CUDA graph path
     def _graphed_core(self, xbar_g: torch.Tensor, c_prev: torch.Tensor,
@@ -397,11 +418,11 @@ class GatedRecurrentCache(nn.Module):
         A graph reuses its memory, so a call made while the previous call's
         backward is still due (two forwards, then one backward) runs eagerly.
         """
-        if self.impl == 'eager' or not xbar_g.is_cuda or xbar_g.shape[0] == 0:
+        if self.impl in ('eager', 'triton') or not xbar_g.is_cuda or xbar_g.shape[0] == 0:
             return None
+        if self.impl == 'auto' and dist.is_available() and dist.is_initialized():
+            return None  # any process group, one rank included: capture inside DDP fails
         if _distributed():
-            if self.impl == 'auto':
-                return None
             raise RuntimeError(
                 "GRC impl 'cuda_graph' cannot run under torch.distributed with several "
                 'processes: capturing the graph inside DistributedDataParallel\'s forward '
@@ -555,11 +576,13 @@ def flush_cache_writes(layers: Sequence[GatedRecurrentCache]) -> None:
         flat_sum, count = both[:flat_sum.numel()], both[flat_sum.numel():]
     seg = _segment_ids(tuple(sizes), flat_sum.device)
     flat = flat_sum / count.clamp_min(1)[seg]
-    bad = torch.zeros(len(sizes), device=flat.device).index_add_(
-        0, seg, (~torch.isfinite(flat)).to(torch.float32))
-    ok = (bad == 0) & (count > 0)
+    # a layer's write is bad when any entry is NaN/Inf: the max of |.| per
+    # layer is then non-finite (multi-tensor kernels, no atomics)
+    finite = torch.isfinite(torch.stack(torch._foreach_max(torch._foreach_abs(
+        list(flat.split(sizes))))))
+    ok = finite & (count > 0)
     flat = torch.where(ok[seg], flat, torch.cat([o.flatten() for o in olds]))
-    skipped = (bad > 0) & (count > 0)
+    skipped = ~finite & (count > 0)
     torch._foreach_add_([m.cache_skipped_writes for m in pending],
                         list(skipped.long().unbind(0)))
     for m, new, old in zip(pending, flat.split(sizes), olds):

@@ -89,6 +89,19 @@ def test_benchmark(shapes_root, tmp_path):
     assert 'ratio' in out
 
 
+def test_benchmark_under_one_rank_ddp(shapes_root, tmp_path):
+    """--ddp: the training parts run through DistributedDataParallel (gloo on
+    the CPU), the path dist_train.sh takes."""
+    out = run_tool(['tools/analysis_tools/benchmark.py', SMALL_CONFIG, '--device', 'cpu',
+                    '--shape', '96', '128', '--batch', '1', '--warmup', '1', '--reps', '1',
+                    '--parts', 'backbone-train', 'detector-train', '--ddp',
+                    '--out-dir', str(tmp_path)], shapes_root)
+    res = json.load(open(tmp_path / 'benchmark.json'))
+    assert res['ddp'] is True and set(res['parts']) == {'backbone-train', 'detector-train'}
+    assert all(p['cached']['median_ms'] > 0 for p in res['parts'].values())
+    assert '(DDP, one rank)' in out
+
+
 def test_mmengine_default_counter_counts_sdpa_once_grc_mmdet_is_imported():
     """What MMDetection's stock get_flops.py calls gives our count."""
     from mmengine.analysis import get_model_complexity_info

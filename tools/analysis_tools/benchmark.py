@@ -4,7 +4,7 @@
         [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--shape 800 1333] [--batch 2]
         [--parts backbone backbone-train detector-infer detector-train
                  classifier-infer classifier-train]
-        [--warmup 2] [--reps 5] [--out-dir DIR] [--cfg-options k=v ...]
+        [--warmup 2] [--reps 5] [--ddp] [--out-dir DIR] [--cfg-options k=v ...]
 
 Both models are built (random init, same seed), warmed up, then each
 repetition times every part for plain and cached back to back, alternating
@@ -13,7 +13,9 @@ ratio of medians, images per second, and on CUDA the peak memory of each.
 bf16/fp16 use autocast; the train step uses AdamW (and a GradScaler for fp16).
 An ImageNet config (``ImageClassifier``) is timed as a classifier: parts
 backbone, backbone-train, classifier-infer, classifier-train, e.g.
-``--shape 224 224 --batch 128``.
+``--shape 224 224 --batch 128``. ``--ddp`` times the training parts with the
+model wrapped in DistributedDataParallel in a process group of one rank
+(NCCL on CUDA, gloo on CPU): the code path ``dist_train.sh`` runs.
 """
 import argparse
 import json
@@ -45,6 +47,18 @@ def timed(bench, part, device):
     return ms, mem
 
 
+def init_one_rank_group(device):
+    """A process group of one rank on this machine (a free TCP port)."""
+    import socket
+
+    import torch.distributed as dist
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo',
+                            init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='a cached config')
@@ -62,6 +76,8 @@ def main():
                    help='default: every part that applies to the model')
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--reps', type=int, default=5)
+    p.add_argument('--ddp', action='store_true',
+                   help='wrap the trained modules in DDP, in a one-rank process group')
     p.add_argument('--out-dir', help='write benchmark.json here')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='override settings of the cached config (and of the --plain-sdpa '
@@ -74,8 +90,10 @@ def main():
     dtype = DTYPES[args.dtype]
     if args.parts is None:
         args.parts = list(default_parts(cached_cfg))
-    benches = {'plain': Bench(plain_cfg, args.batch, args.shape, args.device, dtype),
-               'cached': Bench(cached_cfg, args.batch, args.shape, args.device, dtype)}
+    if args.ddp:
+        init_one_rank_group(args.device)
+    benches = {name: Bench(cfg, args.batch, args.shape, args.device, dtype, ddp=args.ddp)
+               for name, cfg in (('plain', plain_cfg), ('cached', cached_cfg))}
     times = {(n, part): [] for n in benches for part in args.parts}
     mems = {(n, part): 0.0 for n in benches for part in args.parts}
     for rep in range(args.warmup + args.reps):
@@ -93,7 +111,7 @@ def main():
     rows, result = [], dict(config=args.config, plain='cache_stages=[]' if args.plain_sdpa
                             else (args.plain or 'twin'), cfg_options=args.cfg_options,
                             device=device_name, dtype=args.dtype,
-                            shape=args.shape, batch=args.batch, reps=args.reps,
+                            shape=args.shape, batch=args.batch, reps=args.reps, ddp=args.ddp,
                             torch=torch.__version__, parts={})
     head = (f'{"part":<18}{"plain ms":>24}{"cached ms":>24}{"ratio":>7}{"plain img/s":>12}'
             f'{"cached img/s":>13}{"plain MiB":>11}{"cached MiB":>11}{"mem ratio":>10}')
@@ -117,6 +135,7 @@ def main():
                     f'{entry["time_ratio"]:>7.3f}{entry["plain"]["img_per_s"]:>12.1f}'
                     f'{entry["cached"]["img_per_s"]:>13.1f}{mem}')
     logger.info(f'\n{args.config} on {device_name}, {args.dtype}, batch {args.batch} at '
+                f'{"(DDP, one rank) " if args.ddp else ""}'
                 f'{args.shape[0]}x{args.shape[1]}, median [min-max] of {args.reps}\n'
                 + head + '\n' + '\n'.join(rows))
     if args.out_dir:

@@ -94,12 +94,15 @@ class CachedBackboneMixin:
             average-pooled to for the cached keys/values. 'auto': the
             backbone's rule (PVT: cache grid / sr_ratio; Swin: window-sized).
             None: no pooling.
-        cache_impl ('auto' | 'eager' | 'cuda_graph'): how the GRC layers run
-            (``impl`` of :class:`~grc_mmdet.models.GatedRecurrentCache`; the
-            same math). 'auto': the layers choose at run time, 'cuda_graph'
-            on CUDA in a single process and 'eager' under torch.distributed
-            (graph capture inside DDP's forward fails); 'eager' when the
-            backbone uses activation checkpointing (``with_cp``).
+        cache_impl ('auto' | 'eager' | 'triton' | 'cuda_graph'): how the GRC
+            layers run (``impl`` of
+            :class:`~grc_mmdet.models.GatedRecurrentCache`; the same math).
+            'auto': the layers choose at run time: on CUDA the token side
+            (cached attention and mix) as fused Triton kernels, the cache
+            side as a CUDA graph in a single process and eagerly under
+            torch.distributed (graph capture inside DDP's forward fails);
+            'triton' (no graphs) when the backbone uses activation
+            checkpointing (``with_cp``).
 
     The backbone writes all its caches in one batch after its forward
     (:func:`~grc_mmdet.models.grc.flush_cache_writes`).
@@ -164,7 +167,7 @@ class CachedBackboneMixin:
         if cache_impl not in IMPLS:
             raise ValueError(f'cache_impl must be one of {IMPLS}, got {cache_impl!r}')
         if cache_impl == 'auto' and any(getattr(m, 'with_cp', False) for m in self.modules()):
-            cache_impl = 'eager'  # checkpoint recomputation and graphs do not mix
+            cache_impl = 'triton'  # checkpoint recomputation and graphs do not mix
         self.cache_impl = cache_impl
 
         for s, attns in enumerate(stage_attns):
