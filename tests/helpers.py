@@ -62,3 +62,13 @@ FAST = ['train_cfg.max_iters=4', 'train_cfg.val_interval=4',
         'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
         'param_scheduler.0.end=2', 'param_scheduler.1.begin=2', 'param_scheduler.1.end=4'
         ] + TEST_FAST
+
+
+def count_fused_calls(monkeypatch) -> list:
+    """A list that gets one entry per call of the fused GRC token side."""
+    from grc_mmdet.models import grc_triton
+    calls = []
+    fused_fn = grc_triton.cached_attention_mix
+    monkeypatch.setattr(grc_triton, 'cached_attention_mix',
+                        lambda *a: calls.append(1) or fused_fn(*a))
+    return calls

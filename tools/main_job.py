@@ -73,13 +73,16 @@ def scores(metrics: dict) -> dict:
 
 
 def set_iters(cfg: Config, iters: int) -> None:
-    """Train ``iters`` iterations, the schedulers cut at that length,
-    evaluate once at the end (by the job, not the loop)."""
+    """Train ``iters`` iterations, evaluate once at the end (by the job, not
+    the loop). A scheduler that ends where training ended stretches or shrinks
+    to the new length; one that ends later (a longer schedule stopped early)
+    is cut at it."""
+    old = cfg.train_cfg.max_iters
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = iters + 1
     cfg.default_hooks.checkpoint.interval = iters
     for sched in cfg.param_scheduler:
-        sched.end = min(sched.end, iters)
+        sched.end = iters if sched.end == old else min(sched.end, iters)
         sched.begin = min(sched.begin, max(iters - 1, 0))
 
 

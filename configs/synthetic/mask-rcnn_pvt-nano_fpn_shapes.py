@@ -23,6 +23,7 @@ model = dict(
         num_heads=[1, 2, 4, 8],
         num_layers=[1, 1, 1, 1],
         mlp_ratios=[4, 4, 4, 4],
+        use_conv_ffn=True,
         drop_path_rate=0.0,
         init_cfg=None),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=feat),

@@ -14,8 +14,8 @@ model = dict(
     type='ImageClassifier',
     # the same backbone as configs/synthetic/mask-rcnn_pvt-nano_fpn_shapes.py
     backbone=dict(type='PyramidVisionTransformer', embed_dims=32, num_heads=[1, 2, 4, 8],
-                  num_layers=[1, 1, 1, 1], mlp_ratios=[4, 4, 4, 4], drop_path_rate=0.0,
-                  init_cfg=None),
+                  num_layers=[1, 1, 1, 1], mlp_ratios=[4, 4, 4, 4], use_conv_ffn=True,
+                  drop_path_rate=0.0, init_cfg=None),
     num_classes=4,
     in_channels=256,
     data_preprocessor=dict(type='ClsDataPreprocessor', label_smoothing=0.1))

@@ -383,9 +383,8 @@ class GatedRecurrentCache(nn.Module):
             return grc_triton.cached_attention_mix(q_btc, k, v, o_self, self.cache_lambda)
         # Eq. 5: cached attention, heads of D_m/H channels, under autocast.
         q = q_btc.view(B, T, Hh, dm).transpose(1, 2)                    # B,H,T,dm
-        o_mem = F.scaled_dot_product_attention(
-            q, k.to(q.dtype), v.to(q.dtype),
-            dropout_p=self.attn_drop if self.training else 0.0).transpose(1, 2)  # B,T,H,dm
+        o_mem = sdpa(q, k.to(q.dtype), v.to(q.dtype),
+                     dropout_p=self.attn_drop if self.training else 0.0).transpose(1, 2)
         # Eq. 7: per-head mix; o_mem fills the first D_m/H channels of each head.
         o_self_h = o_self.view(B, T, Hh, D // Hh)
         mixed = mix_heads(o_self_h, o_mem, self.cache_lambda)
@@ -544,6 +543,22 @@ def _segment_ids(sizes: Tuple[int, ...], device: torch.device) -> torch.Tensor:
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+         attn_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+         dropout_p: float = 0.0) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` (B, H, T, d) for every attention of
+    the cached backbones. An empty input (batch 0) takes the explicit formula
+    instead: on CUDA under fp16/bf16 autocast, SDPA returns None for it
+    (torch 2.11). The result is empty either way, and stays in the graph."""
+    if q.numel() == 0:
+        scores = q @ k.transpose(-2, -1) * (q.shape[-1]**-0.5 if scale is None else scale)
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        return scores.softmax(-1) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale,
+                                          dropout_p=dropout_p)
 
 
 @torch.no_grad()

@@ -9,8 +9,9 @@ import torch
 from mmdet.registry import MODELS
 
 import grc_mmdet  # noqa: F401
+from grc_mmdet.models import grc_triton
 from grc_mmdet.models.grc import GatedRecurrentCache, flush_cache_writes, grc_layers
-from tests.helpers import SMALL_BACKBONES, cached_cfg
+from tests.helpers import SMALL_BACKBONES, cached_cfg, count_fused_calls
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason='needs a CUDA GPU (the CI machines have none)')
@@ -132,7 +133,10 @@ def test_cuda_graph_falls_back_while_a_backward_is_due():
 
 @CUDA
 @pytest.mark.parametrize('name', list(SMALL_BACKBONES))
-def test_backbone_cuda_graph_equals_eager(name):
+def test_backbone_auto_equals_eager(name, monkeypatch):
+    """'auto' on one GPU: graphed cache side and (with Triton) the fused token
+    side, against the eager reference over three steps."""
+    calls = count_fused_calls(monkeypatch)
     torch.manual_seed(0)
     # no stochastic depth: both models must compute the same function
     eager = MODELS.build(cached_cfg(name, cache_impl='eager', drop_path_rate=0.)).cuda().train()
@@ -154,3 +158,4 @@ def test_backbone_cuda_graph_equals_eager(name):
     for (n, a), (_, b) in zip(grc_layers(eager), grc_layers(graph)):
         torch.testing.assert_close(b.cache, a.cache, atol=1e-3, rtol=1e-3)
         assert b._graphs, n
+    assert calls or not grc_triton.HAS_TRITON, 'the fused token side was not used'

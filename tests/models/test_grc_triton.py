@@ -14,7 +14,7 @@ from mmdet.registry import MODELS
 import grc_mmdet  # noqa: F401
 from grc_mmdet.models import grc_triton
 from grc_mmdet.models.grc import GatedRecurrentCache, grc_layers
-from tests.helpers import SMALL_BACKBONES, cached_cfg
+from tests.helpers import SMALL_BACKBONES, cached_cfg, count_fused_calls
 
 CUDA = pytest.mark.skipif(not (torch.cuda.is_available() and grc_triton.HAS_TRITON),
                           reason='needs a CUDA GPU and Triton (the CI machines have neither)')
@@ -129,10 +129,7 @@ def cuda_layer(impl, num_heads=4, embed=64, kv_grid=(3, 4), ratio=0.5):
 @pytest.mark.parametrize('num_heads,kv_grid,ratio', [(4, (3, 4), 0.5), (1, None, 0.5),
                                                      (2, (6, 8), 1.0), (8, (2, 3), 0.25)])
 def test_layer_triton_equals_eager(dtype, batch, num_heads, kv_grid, ratio, monkeypatch):
-    calls = []
-    fused_fn = grc_triton.cached_attention_mix
-    monkeypatch.setattr(grc_triton, 'cached_attention_mix',
-                        lambda *a: calls.append(1) or fused_fn(*a))
+    calls = count_fused_calls(monkeypatch)
     eager = cuda_layer('eager', num_heads, kv_grid=kv_grid, ratio=ratio)
     fused = copy.deepcopy(eager)
     fused.impl = 'triton'
@@ -159,40 +156,10 @@ def test_layer_triton_equals_eager(dtype, batch, num_heads, kv_grid, ratio, monk
 
 
 @CUDA
-@pytest.mark.parametrize('name', list(SMALL_BACKBONES))
-def test_backbone_auto_equals_eager(name, monkeypatch):
-    calls = []
-    fused_fn = grc_triton.cached_attention_mix
-    monkeypatch.setattr(grc_triton, 'cached_attention_mix',
-                        lambda *a: calls.append(1) or fused_fn(*a))
-    torch.manual_seed(0)
-    eager = MODELS.build(cached_cfg(name, cache_impl='eager', drop_path_rate=0.)).cuda().train()
-    fused = MODELS.build(cached_cfg(name, drop_path_rate=0.)).cuda().train()  # 'auto'
-    fused.load_state_dict(eager.state_dict())
-    for _ in range(2):
-        x = torch.randn(2, 3, 97, 131, device='cuda')
-        outs = []
-        for m in (eager, fused):
-            with torch.autocast('cuda', dtype=torch.float16):
-                y = m(x)
-            sum(t.float().mean() for t in y).backward()
-            outs.append([t.float() for t in y] + [p.grad.clone() for p in m.parameters()
-                                                  if p.grad is not None])
-            m.zero_grad()
-        for a, b in zip(*outs):
-            scale = a.abs().max().clamp_min(1)
-            torch.testing.assert_close(b / scale, a / scale, atol=5e-3, rtol=5e-3)
-    assert calls, 'the fused path was not used'
-
-
-@CUDA
 def test_one_rank_nccl_ddp_step_runs_fused_and_matches_no_ddp(tmp_path, monkeypatch):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    calls = []
-    fused_fn = grc_triton.cached_attention_mix
-    monkeypatch.setattr(grc_triton, 'cached_attention_mix',
-                        lambda *a: calls.append(1) or fused_fn(*a))
+    calls = count_fused_calls(monkeypatch)
     torch.manual_seed(0)
     ref = MODELS.build(cached_cfg('PVT', cache_impl='eager', drop_path_rate=0.)).cuda().train()
     model = MODELS.build(cached_cfg('PVT', drop_path_rate=0.)).cuda().train()  # 'auto'
@@ -220,3 +187,28 @@ def test_one_rank_nccl_ddp_step_runs_fused_and_matches_no_ddp(tmp_path, monkeypa
         torch.testing.assert_close(b, a, atol=5e-3, rtol=5e-3, msg=n)
     for (n, a), (_, b) in zip(grc_layers(ref), grc_layers(model)):
         torch.testing.assert_close(b.cache, a.cache, atol=1e-3, rtol=1e-3, msg=n)
+
+
+def test_sdpa_of_an_empty_batch_is_empty_and_in_the_graph():
+    from grc_mmdet.models.grc import sdpa
+    q = torch.randn(0, 2, 5, 8, requires_grad=True)
+    k, v = torch.randn(0, 2, 7, 8), torch.randn(0, 2, 7, 8)
+    out = sdpa(q, k, v, attn_mask=torch.zeros(0, 2, 5, 7))
+    assert out.shape == (0, 2, 5, 8) and out.requires_grad
+    out.sum().backward()
+    assert q.grad.shape == q.shape
+
+
+@CUDA
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('name', list(SMALL_BACKBONES))
+def test_backbone_batch_0_under_autocast_on_cuda(name, dtype):
+    """SDPA returns None for an empty batch under CUDA autocast (torch 2.11);
+    every attention of the cached backbones goes through grc.sdpa."""
+    m = MODELS.build(cached_cfg(name, drop_path_rate=0.)).cuda().train()
+    x = torch.randn(0, 3, 97, 131, device='cuda', requires_grad=True)
+    with torch.autocast('cuda', dtype=dtype):
+        outs = m(x)
+    assert all(o.shape[0] == 0 for o in outs)
+    sum(o.float().sum() for o in outs).backward()
+    assert x.grad is not None and x.grad.shape == x.shape

@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
-from tests.helpers import run_tool
+from tests.helpers import ROOT, run_tool
 
 
 @pytest.mark.parametrize('flag', ['--iters', '--cls-iters'])
@@ -16,6 +16,26 @@ from tests.helpers import run_tool
 def test_iterations_must_be_positive(flag, value, tmp_path):
     with pytest.raises(AssertionError, match=f'argument {flag}'):
         run_tool(['tools/main_job.py', flag, value, '--work-dir', str(tmp_path)], '')
+
+
+def test_set_iters_stretches_a_schedule_that_ends_with_training():
+    """--cls-iters 600 on a 300-iteration recipe: the cosine ends at 600 (not
+    at 300, leaving 300 iterations at its floor); a longer schedule stopped
+    early (the detector's 1500 stopped at 1000) is cut, never stretched."""
+    import importlib.util
+
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location('main_job', osp.join(ROOT, 'tools/main_job.py'))
+    main_job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main_job)
+    cls = Config.fromfile(osp.join(ROOT, main_job.CLS_CONFIGS[True]))
+    main_job.set_iters(cls, 600)
+    assert [s.end for s in cls.param_scheduler] == [30, 600]
+    det = Config.fromfile(osp.join(ROOT, main_job.DEFAULT_CONFIG))
+    assert det.param_scheduler[-1].end > det.train_cfg.max_iters  # stopped early
+    main_job.set_iters(det, 400)
+    assert det.train_cfg.max_iters == 400 and det.param_scheduler[-1].end == 400
+    assert det.param_scheduler[0].end == 100
 
 
 @pytest.fixture(scope='module')

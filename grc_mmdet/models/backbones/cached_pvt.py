@@ -7,7 +7,7 @@ from mmdet.models.backbones.pvt import PyramidVisionTransformer, SpatialReductio
 from mmdet.models.layers import nchw_to_nlc, nlc_to_nchw
 from mmdet.registry import MODELS
 
-from ..grc import GatedRecurrentCache
+from ..grc import GatedRecurrentCache, sdpa
 from .cached_base import CachedBackboneMixin, stage_token_grids
 
 
@@ -35,8 +35,7 @@ class CachedSpatialReductionAttention(SpatialReductionAttention):
             self.attn.in_proj_bias.split([D, 2 * D])
         q = F.linear(x_q, w_q, b_q).view(B, T, H, D // H).transpose(1, 2)
         k, v = F.linear(x_kv, w_kv, b_kv).view(B, Tk, 2, H, D // H).permute(2, 0, 3, 1, 4)
-        o = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn.dropout if self.training else 0.0)
+        o = sdpa(q, k, v, dropout_p=self.attn.dropout if self.training else 0.0)
         return o.transpose(1, 2).reshape(B, T, D)
 
     def forward(self, x, hw_shape, identity=None):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmdet.models.backbones.swin import ShiftWindowMSA, SwinTransformer
 from mmdet.registry import MODELS
 
-from ..grc import GatedRecurrentCache
+from ..grc import GatedRecurrentCache, sdpa
 from .cached_base import CachedBackboneMixin, stage_token_grids
 
 
@@ -50,9 +50,8 @@ class CachedShiftWindowMSA(ShiftWindowMSA):
             nW = mask.shape[0]
             bias = (bias.unsqueeze(1) + mask.unsqueeze(1).unsqueeze(0))  # 1,nW,H,N,N
             bias = bias.expand(Bw // nW, -1, -1, -1, -1).reshape(Bw, Hh, N, N)
-        o = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype), scale=msa.scale,
-            dropout_p=msa.attn_drop.p if self.training else 0.0)
+        o = sdpa(q, k, v, attn_mask=bias.to(q.dtype), scale=msa.scale,
+                 dropout_p=msa.attn_drop.p if self.training else 0.0)
         return o.transpose(1, 2).reshape(Bw, N, C)
 
     def forward(self, query, hw_shape):
