@@ -80,6 +80,8 @@ def resize_tokens(x_bnc: torch.Tensor, hw_shape: Tuple[int, int],
     x_bchw = x_bnc.transpose(1, 2).reshape(B, C, H, W)
     if (H, W) == tuple(out_hw):
         return x_bchw
+    if B == 0:  # CUDA's antialiased resize refuses an empty batch; the result is empty
+        return x_bchw[..., :1, :1].expand(B, C, *out_hw)
     if H >= out_hw[0] and W >= out_hw[1]:
         return F.adaptive_avg_pool2d(x_bchw, out_hw)
     if x_bchw.device.type == 'cpu' and x_bchw.dtype in (torch.float16, torch.bfloat16):
