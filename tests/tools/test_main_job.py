@@ -19,9 +19,9 @@ def test_iterations_must_be_positive(flag, value, tmp_path):
 
 
 def test_set_iters_stretches_a_schedule_that_ends_with_training():
-    """--cls-iters 600 on a 300-iteration recipe: the cosine ends at 600 (not
-    at 300, leaving 300 iterations at its floor); a longer schedule stopped
-    early (the detector's 1500 stopped at 1000) is cut, never stretched."""
+    """--cls-iters 600: the classifier's cosine ends at 600, not where the
+    recipe ended (which would leave the rest at its floor); a longer schedule
+    stopped early (1500 stopped at 1000) is cut, never stretched."""
     import importlib.util
 
     from mmengine.config import Config
@@ -31,8 +31,13 @@ def test_set_iters_stretches_a_schedule_that_ends_with_training():
     cls = Config.fromfile(osp.join(ROOT, main_job.CLS_CONFIGS[True]))
     main_job.set_iters(cls, 600)
     assert [s.end for s in cls.param_scheduler] == [30, 600]
+    main_job.set_iters(cls, 300)
+    assert [s.end for s in cls.param_scheduler] == [30, 300]
     det = Config.fromfile(osp.join(ROOT, main_job.DEFAULT_CONFIG))
-    assert det.param_scheduler[-1].end > det.train_cfg.max_iters  # stopped early
+    det.param_scheduler[-1].end = 1500  # a 1500-iteration schedule ...
+    det.train_cfg.max_iters = 1000  # ... stopped at 1000
+    main_job.set_iters(det, 2000)
+    assert det.train_cfg.max_iters == 2000 and det.param_scheduler[-1].end == 1500
     main_job.set_iters(det, 400)
     assert det.train_cfg.max_iters == 400 and det.param_scheduler[-1].end == 400
     assert det.param_scheduler[0].end == 100
