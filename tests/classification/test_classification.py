@@ -243,6 +243,7 @@ def test_imagenet_configs_carry_the_recipe(name, cached):
 
 NANO = ['model.backbone.embed_dims=32', 'model.backbone.num_heads=[1,2,4,8]',
         'model.backbone.num_layers=[1,1,1,1]', 'model.backbone.mlp_ratios=[4,4,4,4]',
+        'model.backbone.use_conv_ffn=True',  # the nano detector's backbone (SMALL_CONFIG)
         'model.backbone.drop_path_rate=0.0', 'model.in_channels=256', 'model.num_classes=4',
         'model.data_preprocessor.num_classes=4', 'train_dataloader.batch_size=4',
         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
