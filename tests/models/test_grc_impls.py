@@ -66,8 +66,8 @@ def test_backbone_writes_once_per_step_in_one_batch(name):
 
 
 def test_auto_impl():
-    # 'auto' stays 'auto' in the layers, which choose at run time (graphs on
-    # CUDA in one process, eager under torch.distributed); with_cp: no graphs
+    # 'auto' stays 'auto' in the layers, which choose at run time (on CUDA the
+    # fused token side, plus graphs in one process); with_cp: 'triton', no graphs
     model = MODELS.build(cached_cfg('PVT'))
     assert model.cache_impl == 'auto'
     assert {m.impl for _, m in grc_layers(model)} == {'auto'}

@@ -135,8 +135,8 @@ def main():
                     f'{entry["time_ratio"]:>7.3f}{entry["plain"]["img_per_s"]:>12.1f}'
                     f'{entry["cached"]["img_per_s"]:>13.1f}{mem}')
     logger.info(f'\n{args.config} on {device_name}, {args.dtype}, batch {args.batch} at '
-                f'{"(DDP, one rank) " if args.ddp else ""}'
-                f'{args.shape[0]}x{args.shape[1]}, median [min-max] of {args.reps}\n'
+                f'{args.shape[0]}x{args.shape[1]}{" (DDP, one rank)" if args.ddp else ""}, '
+                f'median [min-max] of {args.reps}\n'
                 + head + '\n' + '\n'.join(rows))
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
