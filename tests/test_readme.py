@@ -24,6 +24,7 @@ DIST = 'tests/engine/test_distributed.py::test_dist_train_two_cpu_ranks_share_th
 CLS = ('tests/classification/test_classification.py::'
        'test_classifier_trains_and_its_backbone_feeds_a_cached_mask_rcnn')
 AB = 'tests/tools/test_cached_vs_plain.py::test_ab_comparison_and_resume'
+AB2 = 'tests/tools/test_cached_vs_plain.py::test_two_stage_protocol_with_a_lambda_arm'
 ANALYSIS = 'tests/tools/test_analysis_tools.py'
 MEASURE = 'tests/tools/test_measurement_tools.py'
 COMPAT = 'tests/engine/test_compat.py::test_trust_tool_writes_a_safe_checkpoint'
@@ -60,6 +61,9 @@ COVERAGE = {
     'python tools/analysis_tools/cached_vs_plain.py '
     'configs/synthetic/mask-rcnn_cached-pvt-nano_fpn_shapes.py --seeds 0 1 2 --jobs 6 --gpus 0 1 '
     '--val-interval 150 [--amp] [--cfg-options ...]': NEEDS_GPUS + '; ' + AB,
+    'python tools/analysis_tools/cached_vs_plain.py '
+    'configs/synthetic/mask-rcnn_cached-pvt-nano_fpn_shapes.py --pretrain --lambda-init-arm -4 '
+    '--seeds 0 1 2 --jobs 9 --val-interval 200': NEEDS_GPUS + '; ' + AB2,
     'python tools/analysis_tools/attention_ratio.py CONFIG --checkpoint CKPT':
         ANALYSIS + '::test_attention_ratio',
     'python tools/analysis_tools/feature_maps.py CONFIG --checkpoint CKPT --img IMG':

@@ -43,10 +43,10 @@ from mmengine.runner import Runner  # noqa: E402
 import grc_mmdet  # noqa: E402,F401
 from grc_mmdet.classification import make_shapes_crops  # noqa: E402
 from grc_mmdet.datasets import dataset_ready, make_synthetic_coco  # noqa: E402
+from grc_mmdet.utils.pretrain import (CLS_CONFIGS, check_handoff, classifier_config,  # noqa: E402
+                                      is_cached, set_data_root, set_iters)
 
 DEFAULT_CONFIG = 'configs/synthetic/mask-rcnn_cached-pvt-nano_fpn_shapes.py'
-CLS_CONFIGS = {True: 'configs/synthetic/cached-pvt-nano_shapes-cls.py',
-               False: 'configs/synthetic/pvt-nano_shapes-cls.py'}
 COMPARISON = ('A comparison of cached and plain (same data order and initial weights, several '
               'seeds) is in docs/results.md; make one with '
               'tools/analysis_tools/cached_vs_plain.py, or run this job with --config '
@@ -72,42 +72,6 @@ def scores(metrics: dict) -> dict:
     return {k: float(metrics.get(k, 0.0)) for k in KEYS}
 
 
-def set_iters(cfg: Config, iters: int) -> None:
-    """Train ``iters`` iterations, evaluate once at the end (by the job, not
-    the loop). A scheduler that ends where training ended stretches or shrinks
-    to the new length; one that ends later (a longer schedule stopped early)
-    is cut at it."""
-    old = cfg.train_cfg.max_iters
-    cfg.train_cfg.max_iters = iters
-    cfg.train_cfg.val_interval = iters + 1
-    cfg.default_hooks.checkpoint.interval = iters
-    for sched in cfg.param_scheduler:
-        sched.end = iters if sched.end == old else min(sched.end, iters)
-        sched.begin = min(sched.begin, max(iters - 1, 0))
-
-
-def set_data_root(cfg: Config, root: str) -> None:
-    root = root.rstrip('/') + '/'
-    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[split].dataset.data_root = root
-    for ev in ('val_evaluator', 'test_evaluator'):
-        if 'ann_file' in cfg[ev]:
-            cfg[ev].ann_file = root + 'annotations/val.json'
-
-
-def classifier_config(path: str, det_cfg: Config, data_root: str) -> Config:
-    """The classifier config with exactly the detector's backbone (so the
-    hand-off loads every tensor), its width and the job's data."""
-    cfg = Config.fromfile(path)
-    backbone = copy.deepcopy(det_cfg.model.backbone)
-    backbone.pop('_delete_', None)
-    backbone.init_cfg = None
-    cfg.model.backbone = backbone
-    cfg.model.in_channels = det_cfg.model.neck.in_channels[-1]
-    set_data_root(cfg, data_root)
-    return cfg
-
-
 def build_runner(cfg: Config, work_dir: str, name: str) -> Runner:
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
@@ -115,30 +79,38 @@ def build_runner(cfg: Config, work_dir: str, name: str) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def check_handoff(backbone: torch.nn.Module, checkpoint: str) -> dict:
-    """Compare the detector's backbone with the classifier checkpoint's
-    ``backbone.`` tensors: how many arrived bit-exactly, and the caches."""
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)['state_dict']
-    saved = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    own = backbone.state_dict()
-    equal = [k for k, v in saved.items() if k in own and torch.equal(own[k], v)]
-    caches = [k for k in own if k.endswith('.cache')]
-    return dict(checkpoint=checkpoint, backbone_tensors=len(own), in_checkpoint=len(saved),
-                equal=len(equal), missing=sorted(set(own) - set(saved)),
-                differ=sorted(set(saved) - set(equal)), caches=len(caches),
-                caches_written=sum(int(torch.count_nonzero(own[k]) > 0) for k in caches))
+def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of (N, 4) and (M, 4) boxes in COCO's (x, y, w, h)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
+    return inter / np.maximum(union, 1e-9)
 
 
 def boxes_per_object(prefix: str, ann_file: str, score_thr: float = SCORE_THR) -> dict:
     """Predicted boxes at score >= ``score_thr`` per ground-truth object, from
-    the detections CocoMetric wrote (``prefix.bbox.json``)."""
+    the detections CocoMetric wrote (``prefix.bbox.json``), and what they are:
+    ``right`` (IoU >= 0.5 with an object of the same class), ``wrong_class``
+    (IoU >= 0.5 with an object, none of its class) or ``loose`` (no object at
+    IoU >= 0.5)."""
     with open(prefix + '.bbox.json') as f:
-        dets = json.load(f)
+        dets = [d for d in json.load(f) if d['score'] >= score_thr]
     with open(ann_file) as f:
-        objects = len(json.load(f)['annotations'])
-    shown = sum(d['score'] >= score_thr for d in dets)
-    return dict(score_thr=score_thr, boxes=shown, objects=objects,
-                boxes_per_object=round(shown / max(objects, 1), 3))
+        anns = json.load(f)['annotations']
+    counts = dict(right=0, wrong_class=0, loose=0)
+    for img in {d['image_id'] for d in dets}:
+        mine = [d for d in dets if d['image_id'] == img]
+        gts = [a for a in anns if a['image_id'] == img]
+        iou = box_iou_xywh(np.array([d['bbox'] for d in mine], float).reshape(-1, 4),
+                           np.array([a['bbox'] for a in gts], float).reshape(-1, 4))
+        for d, row in zip(mine, iou):
+            hits = [a['category_id'] for a, v in zip(gts, row) if v >= 0.5]
+            key = 'loose' if not hits else \
+                'right' if d['category_id'] in hits else 'wrong_class'
+            counts[key] += 1
+    return dict(score_thr=score_thr, boxes=len(dets), objects=len(anns),
+                boxes_per_object=round(len(dets) / max(len(anns), 1), 3), **counts)
 
 
 def draw_predictions(runner: Runner, out_file: str, num: int = 6, score_thr: float = SCORE_THR):
@@ -217,7 +189,7 @@ def main():
         set_iters(det_cfg, args.iters)
     else:
         det_cfg.train_cfg.val_interval = det_cfg.train_cfg.max_iters + 1  # evaluated below
-    cached = str(det_cfg.model.backbone.type).startswith('Cached')
+    cached = is_cached(det_cfg)
     cls_cfg = classifier_config(args.cls_config or CLS_CONFIGS[cached], det_cfg,
                                 args.cls_data_root)
     set_iters(cls_cfg, args.cls_iters or cls_cfg.train_cfg.max_iters)
@@ -293,7 +265,9 @@ def write_summary(summary: dict, work_dir: str) -> None:
         f'caches written.',
         f'3. Fine-tuning: {sec["finetune"]} s.', ''] + rows + [
         '', f'Boxes at score >= {boxes["score_thr"]}: {boxes["boxes"]} for {boxes["objects"]} '
-        f'objects, {boxes["boxes_per_object"]} per object.', '',
+        f'objects, {boxes["boxes_per_object"]} per object (right class {boxes["right"]}, '
+        f'wrong class {boxes["wrong_class"]}, loose {boxes["loose"]}: IoU >= 0.5 with an '
+        f'object of its class, of another class only, or with none).', '',
         f'Data {sec["data"]} s, whole job {sec["total"]} s. Predictions: '
         f'{summary["predictions_png"]}', '', summary['comparison'], ''])
     with open(osp.join(work_dir, 'summary.md'), 'w') as f:

@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
-from tests.helpers import ROOT, run_tool
+from tests.helpers import ROOT, SMALL_CONFIG, run_tool
 
 
 @pytest.mark.parametrize('flag', ['--iters', '--cls-iters'])
@@ -22,34 +22,43 @@ def test_set_iters_stretches_a_schedule_that_ends_with_training():
     """--cls-iters 600: the classifier's cosine ends at 600, not where the
     recipe ended (which would leave the rest at its floor); a longer schedule
     stopped early (1500 stopped at 1000) is cut, never stretched."""
-    import importlib.util
-
     from mmengine.config import Config
-    spec = importlib.util.spec_from_file_location('main_job', osp.join(ROOT, 'tools/main_job.py'))
-    main_job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(main_job)
-    cls = Config.fromfile(osp.join(ROOT, main_job.CLS_CONFIGS[True]))
-    main_job.set_iters(cls, 600)
+
+    from grc_mmdet.utils.pretrain import CLS_CONFIGS, set_iters
+    cls = Config.fromfile(osp.join(ROOT, CLS_CONFIGS[True]))
+    set_iters(cls, 600)
     assert [s.end for s in cls.param_scheduler] == [30, 600]
-    main_job.set_iters(cls, 300)
+    set_iters(cls, 300)
     assert [s.end for s in cls.param_scheduler] == [30, 300]
-    det = Config.fromfile(osp.join(ROOT, main_job.DEFAULT_CONFIG))
+    det = Config.fromfile(SMALL_CONFIG)
     det.param_scheduler[-1].end = 1500  # a 1500-iteration schedule ...
     det.train_cfg.max_iters = 1000  # ... stopped at 1000
-    main_job.set_iters(det, 2000)
+    set_iters(det, 2000)
     assert det.train_cfg.max_iters == 2000 and det.param_scheduler[-1].end == 1500
-    main_job.set_iters(det, 400)
+    set_iters(det, 400)
     assert det.train_cfg.max_iters == 400 and det.param_scheduler[-1].end == 400
     assert det.param_scheduler[0].end == 100
 
 
-@pytest.fixture(scope='module')
-def crops_root(tmp_path_factory):
-    from grc_mmdet.classification import make_shapes_crops
-    root = str(tmp_path_factory.mktemp('crops') / 'data')
-    counts = make_shapes_crops(root, num_train=12, num_val=4, img_size=(96, 128))
-    assert counts['train'] > 0 and counts['val'] > 0
-    return root
+def test_boxes_are_split_into_right_wrong_class_and_loose(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('main_job', osp.join(ROOT, 'tools/main_job.py'))
+    main_job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main_job)
+    anns = [dict(image_id=1, category_id=1, bbox=[0, 0, 10, 10]),
+            dict(image_id=1, category_id=2, bbox=[20, 20, 10, 10]),
+            dict(image_id=2, category_id=1, bbox=[0, 0, 10, 10])]
+    dets = [dict(image_id=1, category_id=1, bbox=[0, 0, 10, 9], score=0.9),   # right
+            dict(image_id=1, category_id=3, bbox=[1, 0, 10, 10], score=0.5),  # wrong class
+            dict(image_id=1, category_id=2, bbox=[20, 20, 3, 3], score=0.8),  # loose (IoU .09)
+            dict(image_id=2, category_id=1, bbox=[0, 0, 10, 10], score=0.2),  # under 0.3
+            dict(image_id=3, category_id=1, bbox=[0, 0, 10, 10], score=0.7)]  # no object
+    json.dump(dets, open(tmp_path / 'p.bbox.json', 'w'))
+    json.dump(dict(annotations=anns), open(tmp_path / 'val.json', 'w'))
+    out = main_job.boxes_per_object(str(tmp_path / 'p'), str(tmp_path / 'val.json'))
+    assert (out['boxes'], out['objects'], out['right'], out['wrong_class'], out['loose']) == \
+        (4, 3, 1, 1, 2)
+    assert out['boxes_per_object'] == round(4 / 3, 3)
 
 
 def test_pretrain_handoff_detect_chain(shapes_root, crops_root, tmp_path):
@@ -65,7 +74,9 @@ def test_pretrain_handoff_detect_chain(shapes_root, crops_root, tmp_path):
     assert hand['equal'] == hand['backbone_tensors'] == hand['in_checkpoint'] > 0
     assert hand['caches'] == hand['caches_written'] == 4  # the classifier wrote them
     assert {'untrained', 'trained', 'boxes', 'seconds'} <= set(summary)
-    assert summary['boxes']['objects'] > 0
+    boxes = summary['boxes']
+    assert boxes['objects'] > 0
+    assert boxes['right'] + boxes['wrong_class'] + boxes['loose'] == boxes['boxes']
     assert osp.getsize(osp.join(work, 'predictions.png')) > 5000
     # independently of the job's own check: the fine-tuned backbone is the
     # classifier's moved by two small steps (a fresh init would differ by ~0.02)

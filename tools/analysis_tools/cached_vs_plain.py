@@ -2,6 +2,9 @@
 
     python tools/analysis_tools/cached_vs_plain.py CACHED_CONFIG [--seeds 0 1 2]
         [--work-dir DIR] [--val-interval N] [--jobs N] [--gpus ID ...] [--amp]
+        [--lambda-init-arm LAMBDA ...]
+        [--pretrain [--cls-config CFG] [--cls-data-root DIR] [--cls-iters N]
+                    [--cls-val-interval N] [--cls-cfg-options k=v ...]]
         [--launcher {none,pytorch,slurm,mpi}] [--cfg-options k=v ...]
 
 For each seed, both arms are trained with everything else equal: the same
@@ -10,23 +13,41 @@ the same data order (``randomness.seed``), and the same initial values of the
 shared parameters (the plain model is built with the seed, saved, and both
 arms start from that file through ``load_from``; the GRC parameters keep their
 own initialisation and the caches start at zero). Each run evaluates every
-``--val-interval`` iterations. A run that finished before (its ``result.json``
-exists) is skipped, so an interrupted comparison resumes where it stopped, or
-goes on with more seeds. What made the runs (configs and their contents,
-``--cfg-options``, ``--amp``, ``--val-interval``) is recorded in
+``--val-interval`` iterations.
+
+``--lambda-init-arm -4`` adds a third arm: the cached config whose gates start
+at ``cache_lambda_init=-4`` (sigmoid(-4) = 0.018: the cached model starts
+almost as the plain one), in both stages.
+
+``--pretrain`` runs the paper's protocol in two stages. Stage 1 trains each
+arm's backbone as a classifier (``--cls-config``, whose backbone is replaced
+by the detector's; the plain arm uses its plain twin) on the same data and
+schedule, from the plain classifier's initial weights of the seed, and
+evaluates top-1 every ``--cls-val-interval`` iterations. Stage 2 fine-tunes
+the detector from the seed's shared initial weights with the backbone replaced
+by that arm's classifier (every ``backbone.`` tensor, GRC parameters and
+caches included). The classification data (GRC Shapes crops, as the main job
+uses) is written to ``--cls-data-root`` if it holds none.
+
+A run that finished before (its ``result.json`` exists) is skipped, so an
+interrupted comparison resumes where it stopped, or goes on with more seeds or
+arms. What made the runs (configs and their contents, ``--cfg-options``,
+``--amp``, ``--val-interval`` and the pre-training settings) is recorded in
 ``recipe.json``; a later call with another recipe on the same ``--work-dir``
 is refused, never mixed into one summary. Seeds must be distinct.
 
 Writes under ``--work-dir``:
 
-* ``ab_results.json``: every run's validation history, final metrics, mean
-  training time per iteration and peak GPU memory (when on CUDA);
-* ``ab_results.md``: per seed, both arms and the paired difference (cached
-  minus plain) of bbox mAP (and segm mAP for mask models), then mean, standard deviation and a 95%
+* ``ab_results.json``: every run's validation history (and its pre-training's),
+  final metrics, mean training time per iteration and peak GPU memory (when
+  on CUDA);
+* ``ab_results.md``: per seed, every arm and its paired difference to plain
+  (the arm minus plain) of classifier top-1 (with ``--pretrain``), bbox mAP
+  and segm mAP (mask models), then per arm mean, standard deviation and a 95%
   confidence interval of the paired difference (Student's t, n-1 degrees of
   freedom, over the seeds);
-* ``ab_curves.png``: validation mAP against iteration, every run drawn thin
-  and each arm's mean thick.
+* ``ab_curves.png``: top-1 and validation mAP against iteration, every run
+  drawn thin and each arm's mean thick.
 """
 import argparse
 import hashlib
@@ -45,6 +66,8 @@ from mmengine.config import Config, DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
+CLS_METRICS = ('accuracy/top1', )
+COLORS = ('tab:blue', 'tab:red', 'tab:green', 'tab:purple', 'tab:orange', 'tab:brown')
 
 
 def parse_args():
@@ -53,8 +76,27 @@ def parse_args():
     p.add_argument('--plain', help='the plain twin (default: found by name)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--work-dir', help='default: work_dirs/cached_vs_plain/<config name>')
-    p.add_argument('--val-interval', type=int,
+    p.add_argument('--val-interval', type=positive_int,
                    help='iterations between evaluations (default: the config\'s)')
+    p.add_argument('--lambda-init-arm', type=float, nargs='+', default=[], metavar='LAMBDA',
+                   help='add a cached arm per value whose gates start at cache_lambda_init='
+                        'LAMBDA (e.g. -4: sigmoid(-4) = 0.018, the cache almost off)')
+    p.add_argument('--pretrain', action='store_true',
+                   help='two stages: pre-train each arm\'s backbone as a classifier, then '
+                        'fine-tune the detector from that arm\'s classifier')
+    p.add_argument('--cls-config',
+                   help='the cached pre-training config (its plain twin is found by name; '
+                        'default: the nano GRC Shapes classifier); its backbone is replaced '
+                        'by the detector\'s')
+    p.add_argument('--cls-data-root', default='data/shapes_cls',
+                   help='the classification dataset (GRC Shapes crops are written there if '
+                        'it holds none)')
+    p.add_argument('--cls-iters', type=positive_int,
+                   help='pre-training iterations (default: the --cls-config\'s)')
+    p.add_argument('--cls-val-interval', type=positive_int,
+                   help='iterations between top-1 evaluations (default: a fifth of the run)')
+    p.add_argument('--cls-cfg-options', nargs='+', action=DictAction, default={},
+                   help='overrides for the pre-training of every arm (key=value)')
     p.add_argument('--jobs', type=int, default=1, help='runs trained at the same time')
     p.add_argument('--gpus', type=int, nargs='+', metavar='ID',
                    help='spread the runs over these GPUs, one GPU per run, in turn '
@@ -66,21 +108,43 @@ def parse_args():
     return p.parse_args()
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
 def options_list(options: dict) -> list:
     return [f'{k}={json.dumps(v) if isinstance(v, (list, tuple, dict)) else v}'
             for k, v in options.items()]
 
 
+def digest(path: str) -> str:
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def recipe(args, cached_cfg: str, plain_cfg: str) -> dict:
     """What makes a run: both configs (path and content), the options, --amp
-    and --val-interval."""
-    def digest(path):
-        with open(path, 'rb') as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    return dict(cached_config=cached_cfg, cached_config_sha256=digest(cached_cfg),
-                plain_config=plain_cfg, plain_config_sha256=digest(plain_cfg),
-                cfg_options=options_list(args.cfg_options), amp=bool(args.amp),
-                val_interval=args.val_interval)
+    and --val-interval; with --pretrain also the pre-training configs, options
+    and length. (Arms and seeds are not: more of them can join a work dir.)"""
+    rec = dict(cached_config=cached_cfg, cached_config_sha256=digest(cached_cfg),
+               plain_config=plain_cfg, plain_config_sha256=digest(plain_cfg),
+               cfg_options=options_list(args.cfg_options), amp=bool(args.amp),
+               val_interval=args.val_interval)
+    if getattr(args, 'pretrain', False):
+        cls_cfgs = cls_config_paths(args.cls_config)
+        rec.update(pretrain=True, cls_config=cls_cfgs[True],
+                   cls_config_sha256=digest(cls_cfgs[True]), cls_plain_config=cls_cfgs[False],
+                   cls_plain_config_sha256=digest(cls_cfgs[False]),
+                   cls_cfg_options=options_list(args.cls_cfg_options),
+                   cls_iters=args.cls_iters, cls_val_interval=args.cls_val_interval)
+    return rec
 
 
 def check_recipe(work_dir: str, current: dict) -> None:
@@ -90,7 +154,8 @@ def check_recipe(work_dir: str, current: dict) -> None:
     if osp.isfile(path):
         with open(path) as f:
             saved = json.load(f)
-        diff = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+        keys = sorted(set(saved) | set(current))
+        diff = {k: (saved.get(k), current.get(k)) for k in keys if saved.get(k) != current.get(k)}
         if diff:
             raise SystemExit(
                 f'error: {work_dir} holds runs made with another recipe; refusing to mix them '
@@ -102,8 +167,27 @@ def check_recipe(work_dir: str, current: dict) -> None:
         json.dump(current, f, indent=1)
 
 
-def write_init(plain_cfg: str, seed: int, path: str, options: dict) -> None:
-    """The plain model's initial weights for ``seed`` (shared by both arms)."""
+def cls_config_paths(cached_cls: str) -> dict:
+    """{True: the cached pre-training config, False: its plain twin}."""
+    from grc_mmdet.analysis import twin_config_path
+    cached_cls = osp.abspath(osp.join(ROOT, cached_cls) if not osp.isfile(cached_cls)
+                             else cached_cls)
+    return {True: cached_cls, False: osp.abspath(twin_config_path(cached_cls))}
+
+
+def arm_options(arm: str) -> dict:
+    """The config overrides that make an arm (beyond its config file)."""
+    if arm.startswith('cached_lambda'):
+        return {'model.backbone.cache_lambda_init': float(arm[len('cached_lambda'):])}
+    return {}
+
+
+def arms_of(args) -> list:
+    return ['plain', 'cached'] + [f'cached_lambda{v:g}' for v in args.lambda_init_arm]
+
+
+def build_and_save(cfg: Config, seed: int, path: str) -> None:
+    """Build ``cfg.model`` with ``seed``, initialise it and save its weights."""
     if osp.isfile(path):
         return
     from mmdet.registry import MODELS
@@ -111,8 +195,6 @@ def write_init(plain_cfg: str, seed: int, path: str, options: dict) -> None:
 
     import grc_mmdet  # noqa: F401
     register_all_modules()
-    cfg = Config.fromfile(plain_cfg)
-    cfg.merge_from_dict(options)
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -121,14 +203,47 @@ def write_init(plain_cfg: str, seed: int, path: str, options: dict) -> None:
     os.replace(path + '.tmp', path)
 
 
-def read_history(run_dir: str) -> dict:
+def write_init(plain_cfg: str, seed: int, path: str, options: dict) -> None:
+    """The plain model's initial weights for ``seed`` (shared by both arms)."""
+    cfg = Config.fromfile(plain_cfg)
+    cfg.merge_from_dict(options)
+    build_and_save(cfg, seed, path)
+
+
+def detector_config(path: str, args, arm: str) -> Config:
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(dict(args.cfg_options, **arm_options(arm)))
+    return cfg
+
+
+def classifier_configs(args, det_paths: dict) -> dict:
+    """Per arm, the pre-training config file (the arm's detector backbone in
+    the classifier recipe), written under ``work_dir/configs``; and the plain
+    classifier's config for the shared initial weights (key ``None``)."""
+    from grc_mmdet.utils.pretrain import classifier_config, is_cached, set_iters
+    cls_paths = cls_config_paths(args.cls_config)
+    out = {}
+    for arm in arms_of(args) + [None]:
+        det = detector_config(det_paths[arm or 'plain'], args, arm or 'plain')
+        cfg = classifier_config(cls_paths[is_cached(det)], det, args.cls_data_root)
+        cfg.merge_from_dict(args.cls_cfg_options)
+        iters = args.cls_iters or cfg.train_cfg.max_iters
+        set_iters(cfg, iters, args.cls_val_interval or max(iters // 5, 1))
+        path = osp.join(args.work_dir, 'configs', f'pretrain_{arm or "init"}.py')
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        cfg.dump(path)
+        out[arm] = path
+    return out
+
+
+def read_history(run_dir: str, metrics=METRICS) -> dict:
     """Validation metrics per iteration, time per iteration and peak memory,
     from MMEngine's ``vis_data/scalars.json`` of the run's latest log folder."""
     from grc_mmdet.analysis.logs import is_train_record, read_scalars
     val, times, mems = [], [], []
     for rec in read_scalars(run_dir)[1]:
-        if METRICS[0] in rec:
-            val.append({'iter': rec['step'], **{k: rec.get(k) for k in METRICS}})
+        if metrics[0] in rec:
+            val.append({'iter': rec['step'], **{k: rec.get(k) for k in metrics}})
         elif is_train_record(rec):
             times.append(rec['time'])
             if 'memory' in rec:
@@ -138,24 +253,16 @@ def read_history(run_dir: str) -> dict:
                 peak_memory_mb=max(mems) if mems else None)
 
 
-def train_one(arm: str, cfg_path: str, seed: int, args, init: str,
-              gpu: Optional[int] = None) -> dict:
-    run_dir = osp.join(args.work_dir, f'seed{seed}', arm)
-    done = osp.join(run_dir, 'result.json')
-    if osp.isfile(done):
-        print(f'[cached_vs_plain] seed {seed} {arm}: finished before, skipped', flush=True)
-        with open(done) as f:
-            return json.load(f)
-    # validation metrics logged against the iteration (not the epoch) for the curves
-    opts = dict(args.cfg_options, **{'randomness.seed': seed, 'load_from': init,
-                                     'default_hooks.logger.log_metric_by_epoch': False})
-    if args.val_interval:
-        opts['train_cfg.val_interval'] = args.val_interval
+def launch(cfg_path: str, run_dir: str, opts: dict, args, gpu: Optional[int],
+           label: str) -> None:
+    """Train one config with tools/train.py in a subprocess, logging to
+    ``run_dir/train_stdout.log``; validation metrics are logged against the
+    iteration (not the epoch) for the curves."""
+    opts = dict(opts, **{'default_hooks.logger.log_metric_by_epoch': False})
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg_path, '--work-dir', run_dir,
            '--launcher', args.launcher] + (['--amp'] if args.amp else []) + \
         ['--cfg-options'] + options_list(opts)
-    print(f'[cached_vs_plain] seed {seed} {arm}: training ({" ".join(cmd[1:3])} ...)',
-          flush=True)
+    print(f'[cached_vs_plain] {label}: training ({" ".join(cmd[1:3])} ...)', flush=True)
     os.makedirs(run_dir, exist_ok=True)
     env = dict(os.environ)
     if gpu is not None:
@@ -163,14 +270,78 @@ def train_one(arm: str, cfg_path: str, seed: int, args, init: str,
     with open(osp.join(run_dir, 'train_stdout.log'), 'w') as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f'seed {seed} {arm} failed ({proc.returncode}); see '
+        raise RuntimeError(f'{label} failed ({proc.returncode}); see '
                            f'{osp.join(run_dir, "train_stdout.log")}')
-    result = dict(arm=arm, seed=seed, config=cfg_path, **read_history(run_dir))
+
+
+def finished(run_dir: str, label: str) -> Optional[dict]:
+    done = osp.join(run_dir, 'result.json')
+    if osp.isfile(done):
+        print(f'[cached_vs_plain] {label}: finished before, skipped', flush=True)
+        with open(done) as f:
+            return json.load(f)
+    return None
+
+
+def save_result(run_dir: str, result: dict, metrics, label: str) -> dict:
     if not result['val']:
-        raise RuntimeError(f'seed {seed} {arm}: no validation result in {run_dir}')
-    result['final'] = {k: result['val'][-1][k] for k in METRICS}
-    with open(done, 'w') as f:
+        raise RuntimeError(f'{label}: no validation result in {run_dir}')
+    result['final'] = {k: result['val'][-1][k] for k in metrics}
+    with open(osp.join(run_dir, 'result.json'), 'w') as f:
         json.dump(result, f, indent=1)
+    return result
+
+
+def pretrain_one(arm: str, seed: int, args, cls_cfgs: dict, gpu: Optional[int]) -> dict:
+    """Stage 1: the arm's backbone as a classifier, from the shared initial
+    weights of the seed; returns its history and checkpoint."""
+    run_dir = osp.join(args.work_dir, f'seed{seed}', f'pretrain_{arm}')
+    label = f'seed {seed} {arm} pre-training'
+    result = finished(run_dir, label)
+    if result is None:
+        init = osp.join(args.work_dir, f'seed{seed}', 'init_classifier.pth')
+        launch(cls_cfgs[arm], run_dir, {'randomness.seed': seed, 'load_from': init}, args, gpu,
+               label)
+        with open(osp.join(run_dir, 'last_checkpoint')) as f:
+            ckpt = f.read().strip()
+        result = save_result(run_dir, dict(arm=arm, seed=seed, config=cls_cfgs[arm],
+                                           checkpoint=ckpt, **read_history(run_dir, CLS_METRICS)),
+                             CLS_METRICS, label)
+    return result
+
+
+def train_one(arm: str, cfg_path: str, seed: int, args, init: str,
+              gpu: Optional[int] = None, cls_cfgs: Optional[dict] = None) -> dict:
+    """One arm of one seed: (with ``cls_cfgs``: pre-training, then) detection
+    training from ``init`` (with pre-training: ``init`` with the backbone
+    replaced by the arm's classifier)."""
+    run_dir = osp.join(args.work_dir, f'seed{seed}', arm)
+    label = f'seed {seed} {arm}'
+    result = finished(run_dir, label)
+    if result is not None:
+        return result
+    pretrain = None
+    if cls_cfgs:
+        from grc_mmdet.utils.pretrain import compose_detector_init
+        pretrain = pretrain_one(arm, seed, args, cls_cfgs, gpu)
+        composed = osp.join(args.work_dir, f'seed{seed}', f'init_{arm}.pth')
+        if not osp.isfile(composed):
+            counts = compose_detector_init(init, pretrain['checkpoint'], composed)
+            print(f'[cached_vs_plain] {label}: detector init = {init} with the backbone of '
+                  f'{pretrain["checkpoint"]} ({counts})', flush=True)
+        init = composed
+    opts = dict(args.cfg_options, **arm_options(arm),
+                **{'randomness.seed': seed, 'load_from': init})
+    if args.val_interval:
+        opts['train_cfg.val_interval'] = args.val_interval
+    launch(cfg_path, run_dir, opts, args, gpu, label)
+    result = dict(arm=arm, seed=seed, config=cfg_path, init=init, **read_history(run_dir))
+    result = save_result(run_dir, result, METRICS, label)
+    if pretrain is not None:
+        result['pretrain'] = pretrain
+        result['final'].update(pretrain['final'])
+        with open(osp.join(run_dir, 'result.json'), 'w') as f:
+            json.dump(result, f, indent=1)
     return result
 
 
@@ -186,58 +357,90 @@ def t_quantile_975(df: int) -> float:
 
 
 def reported_metrics(results: list) -> list:
-    """The metrics of METRICS that every run reports (bbox only for box models)."""
-    return [m for m in METRICS if all(r['final'].get(m) is not None for r in results)]
+    """The metrics that every run reports: classifier top-1 (pre-trained runs),
+    bbox mAP, segm mAP (mask models)."""
+    return [m for m in CLS_METRICS + METRICS
+            if all(r['final'].get(m) is not None for r in results)]
+
+
+def arm_order(results: list) -> list:
+    """plain, cached, then the other arms in the order of their names."""
+    arms = {r['arm'] for r in results}
+    return [a for a in ('plain', 'cached') if a in arms] + \
+        sorted(arms - {'plain', 'cached'})
+
+
+def mean_sd_ci(values: list) -> dict:
+    """Mean, sample standard deviation and the 95% Student-t interval of the mean."""
+    n = len(values)
+    sd = statistics.stdev(values) if n > 1 else float('nan')
+    half = t_quantile_975(n - 1) * sd / math.sqrt(n) if n > 1 else float('nan')
+    mean = statistics.mean(values)
+    return dict(mean=mean, std=sd, ci95=[mean - half, mean + half])
 
 
 def summarize(results: list, seeds: list) -> tuple:
+    """Per seed, every arm and its paired difference to plain (same seed);
+    then per arm the mean ± sd and the paired difference's mean and 95%
+    interval. ``stats[metric][arm]``: mean, std (and for arms other than
+    plain: diff_mean, diff_std, diff_ci95)."""
     by = {(r['arm'], r['seed']): r for r in results}
-    lines = ['| seed | metric | plain | cached | cached - plain |', '|---|---|---|---|---|']
+    arms = arm_order(results)
+    others = [a for a in arms if a != 'plain']
+    lines = ['| seed | metric | ' + ' | '.join(arms) + ' | ' +
+             ' | '.join(f'{a} - plain' for a in others) + ' |',
+             '|---|---|' + '---|' * (len(arms) + len(others))]
     stats = {}
     for metric in reported_metrics(results):
-        plain = [by[('plain', s)]['final'][metric] for s in seeds]
-        cached = [by[('cached', s)]['final'][metric] for s in seeds]
-        diff = [c - p for c, p in zip(cached, plain)]
-        for s, p, c, d in zip(seeds, plain, cached, diff):
-            lines.append(f'| {s} | {metric} | {p:.3f} | {c:.3f} | {d:+.3f} |')
-        n = len(seeds)
-        sd = statistics.stdev(diff) if n > 1 else float('nan')
-        half = t_quantile_975(n - 1) * sd / math.sqrt(n) if n > 1 else float('nan')
-        stats[metric] = dict(
-            plain_mean=statistics.mean(plain), cached_mean=statistics.mean(cached),
-            plain_std=statistics.stdev(plain) if n > 1 else float('nan'),
-            cached_std=statistics.stdev(cached) if n > 1 else float('nan'),
-            diff_mean=statistics.mean(diff), diff_std=sd,
-            diff_ci95=[statistics.mean(diff) - half, statistics.mean(diff) + half])
-    lines += ['', '| metric | plain mean ± sd | cached mean ± sd | paired diff mean | '
+        values = {a: [by[(a, s)]['final'][metric] for s in seeds] for a in arms}
+        diffs = {a: [c - p for c, p in zip(values[a], values['plain'])] for a in others}
+        for i, s in enumerate(seeds):
+            lines.append(f'| {s} | {metric} | ' +
+                         ' | '.join(f'{values[a][i]:.3f}' for a in arms) + ' | ' +
+                         ' | '.join(f'{diffs[a][i]:+.3f}' for a in others) + ' |')
+        stats[metric] = {}
+        for a in arms:
+            st = mean_sd_ci(values[a])
+            stats[metric][a] = dict(mean=st['mean'], std=st['std'])
+            if a != 'plain':
+                d = mean_sd_ci(diffs[a])
+                stats[metric][a].update(diff_mean=d['mean'], diff_std=d['std'],
+                                        diff_ci95=d['ci95'])
+    lines += ['', '| metric | arm | mean ± sd | paired diff to plain, mean | '
               '95% CI of the paired diff |', '|---|---|---|---|---|']
-    for metric, st in stats.items():
-        lines.append(f'| {metric} | {st["plain_mean"]:.3f} ± {st["plain_std"]:.3f} | '
-                     f'{st["cached_mean"]:.3f} ± {st["cached_std"]:.3f} | '
-                     f'{st["diff_mean"]:+.3f} | [{st["diff_ci95"][0]:+.3f}, '
-                     f'{st["diff_ci95"][1]:+.3f}] |')
-    lines += ['', f'{len(seeds)} seeds per arm. Paired difference: cached minus plain for '
+    for metric, per_arm in stats.items():
+        for a, st in per_arm.items():
+            diff = (f'{st["diff_mean"]:+.3f} | [{st["diff_ci95"][0]:+.3f}, '
+                    f'{st["diff_ci95"][1]:+.3f}]') if a != 'plain' else ' | '
+            lines.append(f'| {metric} | {a} | {st["mean"]:.3f} ± {st["std"]:.3f} | {diff} |')
+    lines += ['', f'{len(seeds)} seeds per arm. Paired difference: an arm minus plain for '
               f'the same seed (same data order and shared initial weights). The 95% '
               f'confidence interval is mean ± t(0.975, n-1) · sd / sqrt(n) over the seeds '
               f'(Student\'s t, n = {len(seeds)}).']
     return '\n'.join(lines) + '\n', stats
 
 
+def curve(result: dict, metric: str) -> list:
+    """(iteration, value) of ``metric`` over a run (top-1: its pre-training)."""
+    val = result['pretrain']['val'] if metric in CLS_METRICS else result['val']
+    return [(v['iter'], v[metric]) for v in val]
+
+
 def plot(results: list, path: str) -> None:
+    """One panel per metric: every run thin, each arm's mean thick."""
     from grc_mmdet.analysis.plots import iteration_figure, save_iteration_figure
     metrics = reported_metrics(results)
     fig, axes = iteration_figure(len(metrics))
-    colors = {'plain': 'tab:blue', 'cached': 'tab:red'}
     for ax, metric in zip(axes, metrics):
-        for arm, color in colors.items():
-            runs = [r for r in results if r['arm'] == arm]
-            for r in runs:
-                ax.plot([v['iter'] for v in r['val']], [v[metric] for v in r['val']],
-                        color=color, alpha=0.35, lw=1)
-            iters = sorted(set.intersection(*[{v['iter'] for v in r['val']} for r in runs]))
-            mean = [statistics.mean(next(v[metric] for v in r['val'] if v['iter'] == it)
-                                    for r in runs) for it in iters]
+        for arm, color in zip(arm_order(results), COLORS):
+            runs = [dict(curve(r, metric)) for r in results if r['arm'] == arm]
+            for run in runs:
+                ax.plot(list(run), list(run.values()), color=color, alpha=0.35, lw=1)
+            iters = sorted(set.intersection(*[set(run) for run in runs]))
+            mean = [statistics.mean(run[it] for run in runs) for it in iters]
             ax.plot(iters, mean, color=color, lw=2.5, label=f'{arm} (mean of {len(runs)})')
+        if metric in CLS_METRICS:
+            ax.set_title('pre-training (classifier)')
     save_iteration_figure(fig, axes, metrics, path)
 
 
@@ -251,27 +454,56 @@ def main():
         args.work_dir = osp.join('work_dirs', 'cached_vs_plain',
                                  osp.splitext(osp.basename(args.config))[0])
     args.work_dir = osp.abspath(args.work_dir)
+    args.cls_data_root = osp.abspath(args.cls_data_root)
+    if args.cls_config is None:
+        from grc_mmdet.utils.pretrain import CLS_CONFIGS
+        args.cls_config = CLS_CONFIGS[True]
     if len(set(args.seeds)) != len(args.seeds):
         raise SystemExit(f'error: --seeds must be distinct (a repeated seed would count one '
                          f'run twice), got {args.seeds}')
+    if len(set(args.lambda_init_arm)) != len(args.lambda_init_arm):
+        raise SystemExit(f'error: --lambda-init-arm values must be distinct, got '
+                         f'{args.lambda_init_arm}')
+    if not args.pretrain:
+        unused = [f for f in ('cls_iters', 'cls_val_interval') if getattr(args, f)]
+        if unused or args.cls_cfg_options:
+            raise SystemExit(f'error: --{(unused or ["cls_cfg_options"])[0].replace("_", "-")} '
+                             f'needs --pretrain')
     check_recipe(args.work_dir, recipe(args, cached_cfg, plain_cfg))
+    det_paths = {arm: plain_cfg if arm == 'plain' else cached_cfg for arm in arms_of(args)}
+    cls_cfgs = None
+    if args.pretrain:
+        if not osp.isfile(osp.join(args.cls_data_root, 'meta', 'val.txt')):
+            from grc_mmdet.classification import make_shapes_crops
+            print(f'[cached_vs_plain] writing the GRC Shapes crops to {args.cls_data_root}')
+            make_shapes_crops(args.cls_data_root)
+        cls_cfgs = classifier_configs(args, det_paths)
     jobs = []
     for seed in args.seeds:
         init = osp.join(args.work_dir, f'seed{seed}', 'init.pth')
         write_init(plain_cfg, seed, init, args.cfg_options)
-        jobs += [('plain', plain_cfg, seed, init), ('cached', cached_cfg, seed, init)]
+        if args.pretrain:
+            build_and_save(Config.fromfile(cls_cfgs[None]), seed,
+                           osp.join(args.work_dir, f'seed{seed}', 'init_classifier.pth'))
+        jobs += [(arm, det_paths[arm], seed, init) for arm in arms_of(args)]
     gpus = [args.gpus[i % len(args.gpus)] if args.gpus else None for i in range(len(jobs))]
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda j, g: train_one(*j[:3], args, j[3], g), jobs, gpus))
+        results = list(pool.map(lambda j, g: train_one(*j[:3], args, j[3], g, cls_cfgs),
+                                jobs, gpus))
     table, stats = summarize(results, args.seeds)
     out = dict(cached_config=args.config, plain_config=plain_cfg, seeds=args.seeds,
-               cfg_options=args.cfg_options, amp=args.amp,
+               arms=arm_order(results), pretrain=args.pretrain, cfg_options=args.cfg_options,
+               cls_cfg_options=args.cls_cfg_options, amp=args.amp,
                device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
                runs=results, summary=stats)
     with open(osp.join(args.work_dir, 'ab_results.json'), 'w') as f:
         json.dump(out, f, indent=1)
+    protocol = ('two stages: each arm\'s backbone pre-trained as a classifier, then the '
+                'detector fine-tuned from it' if args.pretrain else 'detectors trained from '
+                'the shared initial weights')
     with open(osp.join(args.work_dir, 'ab_results.md'), 'w') as f:
-        f.write(f'# {osp.basename(args.config)} vs its plain twin\n\n{table}')
+        f.write(f'# {osp.basename(args.config)} vs its plain twin\n\nProtocol: {protocol}.\n\n'
+                f'{table}')
     plot(results, osp.join(args.work_dir, 'ab_curves.png'))
     print(table)
     print(f'[cached_vs_plain] wrote ab_results.json, ab_results.md, ab_curves.png to '
