@@ -435,10 +435,11 @@ def plot(results: list, path: str) -> None:
         for arm, color in zip(arm_order(results), COLORS):
             runs = [dict(curve(r, metric)) for r in results if r['arm'] == arm]
             for run in runs:
-                ax.plot(list(run), list(run.values()), color=color, alpha=0.35, lw=1)
+                ax.plot(list(run), list(run.values()), color=color, alpha=0.35, lw=1, marker='.')
             iters = sorted(set.intersection(*[set(run) for run in runs]))
             mean = [statistics.mean(run[it] for run in runs) for it in iters]
-            ax.plot(iters, mean, color=color, lw=2.5, label=f'{arm} (mean of {len(runs)})')
+            ax.plot(iters, mean, color=color, lw=2.5, marker='o',
+                    label=f'{arm} (mean of {len(runs)})')
         if metric in CLS_METRICS:
             ax.set_title('pre-training (classifier)')
     save_iteration_figure(fig, axes, metrics, path)
