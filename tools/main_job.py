@@ -43,6 +43,7 @@ from mmengine.runner import Runner  # noqa: E402
 import grc_mmdet  # noqa: E402,F401
 from grc_mmdet.classification import make_shapes_crops  # noqa: E402
 from grc_mmdet.datasets import dataset_ready, make_synthetic_coco  # noqa: E402
+from grc_mmdet.utils import positive_int  # noqa: E402
 from grc_mmdet.utils.pretrain import (CLS_CONFIGS, check_handoff, classifier_config,  # noqa: E402
                                       is_cached, set_data_root, set_iters)
 
@@ -53,17 +54,6 @@ COMPARISON = ('A comparison of cached and plain (same data order and initial wei
               'configs/synthetic/mask-rcnn_pvt-nano_fpn_shapes.py.')
 KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50')
 SCORE_THR = 0.3  # boxes a person sees in predictions.png
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
 
 
 def scores(metrics: dict) -> dict:

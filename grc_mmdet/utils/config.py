@@ -6,6 +6,17 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """The flags every MMDet tool has: --work-dir, --cfg-options, --launcher."""
     parser.add_argument('--work-dir', help='folder for logs, checkpoints and results')

@@ -71,6 +71,8 @@ COLORS = ('tab:blue', 'tab:red', 'tab:green', 'tab:purple', 'tab:orange', 'tab:b
 
 
 def parse_args():
+    sys.path.insert(0, ROOT)
+    from grc_mmdet.utils import positive_int
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', help='a cached config (its plain twin is found by name)')
     p.add_argument('--plain', help='the plain twin (default: found by name)')
@@ -106,17 +108,6 @@ def parse_args():
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                    help='overrides for both arms (key=value)')
     return p.parse_args()
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
 
 
 def options_list(options: dict) -> list:
@@ -447,7 +438,6 @@ def plot(results: list, path: str) -> None:
 
 def main():
     args = parse_args()
-    sys.path.insert(0, ROOT)
     from grc_mmdet.analysis import twin_config_path
     cached_cfg = osp.abspath(args.config)
     plain_cfg = osp.abspath(args.plain or twin_config_path(args.config))
