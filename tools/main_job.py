@@ -37,6 +37,7 @@ import matplotlib.patches as mpatches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from mmdet.structures.bbox import bbox_overlaps  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -69,13 +70,11 @@ def build_runner(cfg: Config, work_dir: str, name: str) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of (N, 4) and (M, 4) boxes in COCO's (x, y, w, h)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
-    return inter / np.maximum(union, 1e-9)
+def xywh_to_xyxy(boxes: list) -> torch.Tensor:
+    """COCO's (x, y, w, h) boxes as an (N, 4) tensor of (x1, y1, x2, y2)."""
+    xyxy = torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+    xyxy[:, 2:] += xyxy[:, :2]
+    return xyxy
 
 
 def boxes_per_object(prefix: str, ann_file: str, score_thr: float = SCORE_THR) -> dict:
@@ -92,9 +91,9 @@ def boxes_per_object(prefix: str, ann_file: str, score_thr: float = SCORE_THR) -
     for img in {d['image_id'] for d in dets}:
         mine = [d for d in dets if d['image_id'] == img]
         gts = [a for a in anns if a['image_id'] == img]
-        iou = box_iou_xywh(np.array([d['bbox'] for d in mine], float).reshape(-1, 4),
-                           np.array([a['bbox'] for a in gts], float).reshape(-1, 4))
-        for d, row in zip(mine, iou):
+        iou = bbox_overlaps(xywh_to_xyxy([d['bbox'] for d in mine]),
+                            xywh_to_xyxy([a['bbox'] for a in gts]))
+        for d, row in zip(mine, iou.tolist()):
             hits = [a['category_id'] for a, v in zip(gts, row) if v >= 0.5]
             key = 'loose' if not hits else \
                 'right' if d['category_id'] in hits else 'wrong_class'

@@ -61,11 +61,15 @@ def classifier_config(path: str, det_cfg: Config, data_root: str = None) -> Conf
     return cfg
 
 
+def strip_backbone(state: dict) -> dict:
+    """The ``backbone.`` entries of a state dict, without the prefix."""
+    return {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+
+
 def backbone_tensors(checkpoint: str) -> dict:
     """The ``backbone.`` tensors of a checkpoint, without the prefix."""
     state = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    state = state.get('state_dict', state)
-    return {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    return strip_backbone(state.get('state_dict', state))
 
 
 def check_handoff(backbone: torch.nn.Module, checkpoint: str) -> dict:
@@ -91,8 +95,7 @@ def compose_detector_init(detector_init: str, classifier: str, out: str) -> dict
     det = torch.load(detector_init, map_location='cpu', weights_only=True)
     det_state = det['state_dict']
     cls = backbone_tensors(classifier)
-    det_backbone = {k[len('backbone.'):]: v for k, v in det_state.items()
-                    if k.startswith('backbone.')}
+    det_backbone = strip_backbone(det_state)
     missing = sorted(set(det_backbone) - set(cls))
     shapes = sorted(k for k in set(det_backbone) & set(cls)
                     if det_backbone[k].shape != cls[k].shape)

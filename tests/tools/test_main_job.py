@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 import torch
 
-from tests.helpers import ROOT, SMALL_CONFIG, run_tool
+from tests.helpers import ROOT, SMALL_CONFIG, load_tool, run_tool
 
 
 @pytest.mark.parametrize('flag', ['--iters', '--cls-iters'])
@@ -41,10 +41,7 @@ def test_set_iters_stretches_a_schedule_that_ends_with_training():
 
 
 def test_boxes_are_split_into_right_wrong_class_and_loose(tmp_path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('main_job', osp.join(ROOT, 'tools/main_job.py'))
-    main_job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(main_job)
+    main_job = load_tool('main_job', folder='tools')
     anns = [dict(image_id=1, category_id=1, bbox=[0, 0, 10, 10]),
             dict(image_id=1, category_id=2, bbox=[20, 20, 10, 10]),
             dict(image_id=2, category_id=1, bbox=[0, 0, 10, 10])]

@@ -209,18 +209,18 @@ def detector_config(path: str, args, arm: str) -> Config:
 
 def classifier_configs(args, det_paths: dict) -> dict:
     """Per arm, the pre-training config file (the arm's detector backbone in
-    the classifier recipe), written under ``work_dir/configs``; and the plain
-    classifier's config for the shared initial weights (key ``None``)."""
+    the classifier recipe), written under ``work_dir/configs``. The plain
+    arm's also gives the shared initial weights of every arm's classifier."""
     from grc_mmdet.utils.pretrain import classifier_config, is_cached, set_iters
     cls_paths = cls_config_paths(args.cls_config)
     out = {}
-    for arm in arms_of(args) + [None]:
-        det = detector_config(det_paths[arm or 'plain'], args, arm or 'plain')
+    for arm in arms_of(args):
+        det = detector_config(det_paths[arm], args, arm)
         cfg = classifier_config(cls_paths[is_cached(det)], det, args.cls_data_root)
         cfg.merge_from_dict(args.cls_cfg_options)
         iters = args.cls_iters or cfg.train_cfg.max_iters
         set_iters(cfg, iters, args.cls_val_interval or max(iters // 5, 1))
-        path = osp.join(args.work_dir, 'configs', f'pretrain_{arm or "init"}.py')
+        path = osp.join(args.work_dir, 'configs', f'pretrain_{arm}.py')
         os.makedirs(osp.dirname(path), exist_ok=True)
         cfg.dump(path)
         out[arm] = path
@@ -274,10 +274,17 @@ def finished(run_dir: str, label: str) -> Optional[dict]:
     return None
 
 
-def save_result(run_dir: str, result: dict, metrics, label: str) -> dict:
+def save_result(run_dir: str, result: dict, metrics, label: str,
+                pretrain: Optional[dict] = None) -> dict:
+    """Write ``run_dir/result.json`` (which marks the run finished): the
+    history, the last evaluation's ``metrics`` and, for a fine-tuned
+    detector, its pre-training (whose final top-1 joins ``final``)."""
     if not result['val']:
         raise RuntimeError(f'{label}: no validation result in {run_dir}')
     result['final'] = {k: result['val'][-1][k] for k in metrics}
+    if pretrain is not None:
+        result['pretrain'] = pretrain
+        result['final'].update(pretrain['final'])
     with open(osp.join(run_dir, 'result.json'), 'w') as f:
         json.dump(result, f, indent=1)
     return result
@@ -327,13 +334,7 @@ def train_one(arm: str, cfg_path: str, seed: int, args, init: str,
         opts['train_cfg.val_interval'] = args.val_interval
     launch(cfg_path, run_dir, opts, args, gpu, label)
     result = dict(arm=arm, seed=seed, config=cfg_path, init=init, **read_history(run_dir))
-    result = save_result(run_dir, result, METRICS, label)
-    if pretrain is not None:
-        result['pretrain'] = pretrain
-        result['final'].update(pretrain['final'])
-        with open(osp.join(run_dir, 'result.json'), 'w') as f:
-            json.dump(result, f, indent=1)
-    return result
+    return save_result(run_dir, result, METRICS, label, pretrain)
 
 
 def t_quantile_975(df: int) -> float:
@@ -474,7 +475,7 @@ def main():
         init = osp.join(args.work_dir, f'seed{seed}', 'init.pth')
         write_init(plain_cfg, seed, init, args.cfg_options)
         if args.pretrain:
-            build_and_save(Config.fromfile(cls_cfgs[None]), seed,
+            build_and_save(Config.fromfile(cls_cfgs['plain']), seed,
                            osp.join(args.work_dir, f'seed{seed}', 'init_classifier.pth'))
         jobs += [(arm, det_paths[arm], seed, init) for arm in arms_of(args)]
     gpus = [args.gpus[i % len(args.gpus)] if args.gpus else None for i in range(len(jobs))]
