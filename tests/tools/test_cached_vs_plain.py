@@ -68,6 +68,13 @@ def test_resume_with_another_recipe_is_refused(tmp_path):
     plain = tool.osp.join(ROOT, 'configs/synthetic/mask-rcnn_pvt-nano_fpn_shapes.py')
     tool.check_recipe(str(tmp_path), tool.recipe(args, SMALL_CONFIG, plain))
     tool.check_recipe(str(tmp_path), tool.recipe(args, SMALL_CONFIG, plain))  # same: fine
+    # config paths inside the repository are kept relative: the work dir holds in
+    # another checkout (a copy of the repository elsewhere gives the same recipe)
+    with open(tmp_path / 'recipe.json') as f:
+        saved = json.load(f)
+    assert saved['plain_config'] == 'configs/synthetic/mask-rcnn_pvt-nano_fpn_shapes.py'
+    elsewhere = str(tmp_path / 'configs' / 'outside.py')
+    assert tool.in_repo(elsewhere) == elsewhere
     for change in (dict(amp=True), dict(cfg_options={'optim_wrapper.optimizer.lr': 0.02}),
                    dict(val_interval=5)):
         other = types.SimpleNamespace(**dict(vars(args), **change))
@@ -124,6 +131,8 @@ def test_two_stage_protocol_with_a_lambda_arm(shapes_root, crops_root, tmp_path)
     for r in res['runs']:
         assert [v['iter'] for v in r['pretrain']['val']] == [1, 2]
         assert 0 <= r['final']['accuracy/top1'] <= 100
+        assert r['device'] == r['pretrain']['device'] == 'cpu'
+    assert res['devices'] == ['cpu']
     top1 = res['summary']['accuracy/top1']
     for arm in ('cached', 'cached_lambda-4'):
         plain = res['runs'][0]['final']['accuracy/top1']

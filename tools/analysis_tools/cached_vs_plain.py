@@ -39,8 +39,8 @@ is refused, never mixed into one summary. Seeds must be distinct.
 Writes under ``--work-dir``:
 
 * ``ab_results.json``: every run's validation history (and its pre-training's),
-  final metrics, mean training time per iteration and peak GPU memory (when
-  on CUDA);
+  final metrics, mean training time per iteration, peak GPU memory (when on
+  CUDA) and the card it trained on (``devices`` lists them all);
 * ``ab_results.md``: per seed, every arm and its paired difference to plain
   (the arm minus plain) of classifier top-1 (with ``--pretrain``), bbox mAP
   and segm mAP (mask models), then per arm mean, standard deviation and a 95%
@@ -120,18 +120,27 @@ def digest(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def in_repo(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it, so that a
+    work dir's recipe holds in another checkout (the contents are compared by
+    their digests)."""
+    rel = osp.relpath(path, ROOT)
+    return path if rel.startswith('..') else rel
+
+
 def recipe(args, cached_cfg: str, plain_cfg: str) -> dict:
     """What makes a run: both configs (path and content), the options, --amp
     and --val-interval; with --pretrain also the pre-training configs, options
     and length. (Arms and seeds are not: more of them can join a work dir.)"""
-    rec = dict(cached_config=cached_cfg, cached_config_sha256=digest(cached_cfg),
-               plain_config=plain_cfg, plain_config_sha256=digest(plain_cfg),
+    rec = dict(cached_config=in_repo(cached_cfg), cached_config_sha256=digest(cached_cfg),
+               plain_config=in_repo(plain_cfg), plain_config_sha256=digest(plain_cfg),
                cfg_options=options_list(args.cfg_options), amp=bool(args.amp),
                val_interval=args.val_interval)
     if getattr(args, 'pretrain', False):
         cls_cfgs = cls_config_paths(args.cls_config)
-        rec.update(pretrain=True, cls_config=cls_cfgs[True],
-                   cls_config_sha256=digest(cls_cfgs[True]), cls_plain_config=cls_cfgs[False],
+        rec.update(pretrain=True, cls_config=in_repo(cls_cfgs[True]),
+                   cls_config_sha256=digest(cls_cfgs[True]),
+                   cls_plain_config=in_repo(cls_cfgs[False]),
                    cls_plain_config_sha256=digest(cls_cfgs[False]),
                    cls_cfg_options=options_list(args.cls_cfg_options),
                    cls_iters=args.cls_iters, cls_val_interval=args.cls_val_interval)
@@ -265,6 +274,14 @@ def launch(cfg_path: str, run_dir: str, opts: dict, args, gpu: Optional[int],
                            f'{osp.join(run_dir, "train_stdout.log")}')
 
 
+def device_name(gpu: Optional[int]) -> str:
+    """The card a run trained on (recorded per run: a resumed comparison can
+    join runs made on several machines)."""
+    if not torch.cuda.is_available():
+        return 'cpu'
+    return torch.cuda.get_device_name(gpu or 0)
+
+
 def finished(run_dir: str, label: str) -> Optional[dict]:
     done = osp.join(run_dir, 'result.json')
     if osp.isfile(done):
@@ -303,7 +320,8 @@ def pretrain_one(arm: str, seed: int, args, cls_cfgs: dict, gpu: Optional[int]) 
         with open(osp.join(run_dir, 'last_checkpoint')) as f:
             ckpt = f.read().strip()
         result = save_result(run_dir, dict(arm=arm, seed=seed, config=cls_cfgs[arm],
-                                           checkpoint=ckpt, **read_history(run_dir, CLS_METRICS)),
+                                           checkpoint=ckpt, device=device_name(gpu),
+                                           **read_history(run_dir, CLS_METRICS)),
                              CLS_METRICS, label)
     return result
 
@@ -333,7 +351,8 @@ def train_one(arm: str, cfg_path: str, seed: int, args, init: str,
     if args.val_interval:
         opts['train_cfg.val_interval'] = args.val_interval
     launch(cfg_path, run_dir, opts, args, gpu, label)
-    result = dict(arm=arm, seed=seed, config=cfg_path, init=init, **read_history(run_dir))
+    result = dict(arm=arm, seed=seed, config=cfg_path, init=init, device=device_name(gpu),
+                  **read_history(run_dir))
     return save_result(run_dir, result, METRICS, label, pretrain)
 
 
@@ -486,7 +505,7 @@ def main():
     out = dict(cached_config=args.config, plain_config=plain_cfg, seeds=args.seeds,
                arms=arm_order(results), pretrain=args.pretrain, cfg_options=args.cfg_options,
                cls_cfg_options=args.cls_cfg_options, amp=args.amp,
-               device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu',
+               devices=sorted({r.get('device', 'not recorded') for r in results}),
                runs=results, summary=stats)
     with open(osp.join(args.work_dir, 'ab_results.json'), 'w') as f:
         json.dump(out, f, indent=1)
