@@ -36,7 +36,12 @@ model = dict(
                        num_classes=len(classes))),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=1000, max_per_img=500),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(
+            # RoIs count as positives from IoU 0.7 (MMDetection's 0.5): a
+            # proposal over part of a shape is trained as background, so it
+            # no longer adds a second box of another class at test time
+            assigner=dict(pos_iou_thr=0.7, neg_iou_thr=0.7, min_pos_iou=0.7),
+            sampler=dict(num=128))),
     test_cfg=dict(
         rpn=dict(nms_pre=500, max_per_img=300),
         rcnn=dict(max_per_img=50)))
